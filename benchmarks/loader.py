@@ -1,0 +1,78 @@
+"""Images/s of the COCO-RLE DataModule vs the label-map one, same data and transforms (goal >= 0.8).
+
+Both read the same package (the demo package when present, else a generated shapes package at the
+demo's size) through `SegmentationDataModule` with the train transforms of `conf/data/demo.yaml`;
+only `format` differs. Measured with 0 and 2 workers; rounds alternate between the formats.
+
+    python benchmarks/loader.py [--root data/demo] [--images 96] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+warnings.filterwarnings("ignore")
+
+from omegaconf import OmegaConf  # noqa: E402
+
+import segval  # noqa: E402
+from segval.datamodules import SegmentationDataModule  # noqa: E402
+
+
+def make_datamodule(root: Path, fmt: str, workers: int, split: str) -> SegmentationDataModule:
+    conf = OmegaConf.load(Path(segval.__file__).parent / "conf" / "data" / "demo.yaml")
+    steps = OmegaConf.to_container(OmegaConf.merge({"data": conf}, {"data": {"crop_size": [240, 320]}}).data, resolve=True)
+    return SegmentationDataModule(root=root, format=fmt, num_workers=workers, batch_size=4, validate=False,
+                                  train_split=split, val_split=split, crop_size=steps["crop_size"],
+                                  train_transforms=steps["train_transforms"])
+
+
+def images_per_second(root: Path, fmt: str, workers: int, split: str, limit: int) -> float:
+    dm = make_datamodule(root, fmt, workers, split)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    n, start = 0, None
+    for i, batch in enumerate(loader):
+        if i == 1:  # workers started, first batch out
+            start, n = time.perf_counter(), 0
+        n += batch["image"].shape[0]
+        if n >= limit:
+            break
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=Path("data/demo"))
+    ap.add_argument("--images", type=int, default=96)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    root, split = args.root, "train"
+    tmp = None
+    if not (root / "dataset.yaml").exists():
+        from segval.demo.shapes import write_shapes_package
+
+        tmp = tempfile.TemporaryDirectory()
+        root = write_shapes_package(Path(tmp.name) / "shapes", images={"train": args.images + 8}, size=(240, 320))
+        print(f"(no package at {args.root}: using a generated shapes package, 240x320)")
+    print(f"package: {root}, split {split}, batch 4, demo train transforms, {args.images} images per measurement")
+    for workers in (0, 2):
+        coco, lmap = [], []
+        for _ in range(args.rounds):
+            coco.append(images_per_second(root, "coco", workers, split, args.images))
+            lmap.append(images_per_second(root, "label_map", workers, split, args.images))
+        c, m = statistics.median(coco), statistics.median(lmap)
+        print(f"workers={workers}: COCO-RLE {c:7.1f} img/s   label maps {m:7.1f} img/s   ratio coco/label_map = {c / m:.3f}  (goal >= 0.8)")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

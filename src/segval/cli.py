@@ -1,0 +1,48 @@
+"""`segval <command> [overrides]`: dispatch to the Hydra app of each command."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command words -> (module with a Hydra `main`, one-line help)
+COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
+    ("train",): ("segval.train", "train a baseline on a dataset package; writes checkpoints and metrics.json"),
+    ("eval",): ("segval.eval", "evaluate a checkpoint on any split (ckpt_path=... data=...)"),
+    ("data", "render"): ("segval.data_render", "render the demo tabletop dataset package (pybullet)"),
+    ("data", "check"): ("segval.data_check", "validate a dataset package or COCO export and print a summary"),
+}
+
+
+def usage() -> str:
+    lines = [
+        "usage: segval <command> [hydra overrides] [-m] [--cfg job] [--help]",
+        "",
+        "commands:",
+    ]
+    for words, (_, text) in COMMANDS.items():
+        lines.append(f"  {' '.join(words):<14} {text}")
+    lines += [
+        "",
+        "Each command is a Hydra app: `segval train --help` lists its config groups,",
+        "`segval train trainer.max_steps=100 data.root=...` overrides, `-m` sweeps.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(usage())
+        sys.exit(0 if args else 2)
+    for words, (module, _) in sorted(COMMANDS.items(), key=lambda kv: -len(kv[0])):
+        if tuple(args[: len(words)]) == words:
+            sys.argv = [f"segval {' '.join(words)}", *args[len(words) :]]
+            importlib.import_module(module).main()
+            return
+    print(f"segval: unknown command {' '.join(args[:2])!r}\n\n{usage()}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Hydra configs of segval (shipped inside the wheel)."""

@@ -1,0 +1,235 @@
+"""The LightningDataModule of a segval dataset package or a plain COCO export."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from torch.utils.data import DataLoader
+
+from segval.datamodules.dataset import SegmentationDataset, pad_collate
+from segval.datamodules.transforms import Normalize, build_pipeline
+from segval.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PLAIN_COCO_SPLIT = "train"
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """Semantic segmentation batches ``{"image": float[B, 3, H, W], "mask": long[B, H, W], "image_id": long[B]}``.
+
+    Masks hold train indices (taxonomy order) with 255 = ignore. Two sources:
+
+    * a segval dataset package (``root``): splits as the package defines them;
+    * a plain COCO export (``annotations`` + ``images``): one split, from which a deterministic
+      ``val_fraction`` is held out (whole videos when images carry ``video_id``).
+
+    Args:
+        root: dataset package folder (holds dataset.yaml).
+        annotations, images: a plain COCO JSON and the folder its ``file_name`` entries are relative to.
+        background: plain COCO only: "auto", "none" or a category name (see ``Taxonomy.from_coco_categories``).
+        val_fraction: plain COCO only: share held out for validation.
+        format: "coco" (decode annotations) or "label_map" (read PNG label maps).
+        train_split, val_split: split names in the package.
+        batch_size, val_batch_size, num_workers, pin_memory: loader settings (batch size per process).
+        max_pixels: images above this pixel count are refused before decoding.
+        validate: check every image and annotation of the used splits before training.
+        crop_size: (H, W) of training crops (used by the transform configs).
+        mean, std: normalisation of 0..1 RGB.
+        train_transforms, val_transforms: albumentations steps (config entries or objects).
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        annotations: str | Path | None = None,
+        images: str | Path | None = None,
+        background: str = "auto",
+        val_fraction: float = 0.2,
+        format: str = "coco",
+        train_split: str = "train",
+        val_split: str = "val",
+        batch_size: int = 4,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        max_pixels: int = 64_000_000,
+        validate: bool = True,
+        crop_size: Sequence[int] = (512, 512),
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        train_transforms: Sequence[Any] | None = None,
+        val_transforms: Sequence[Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if format not in {"coco", "label_map"}:
+            raise ConfigError(f"data.format must be 'coco' or 'label_map', got {format!r}")
+        if (annotations is None) != (images is None):
+            raise ConfigError("a plain COCO export needs both data.annotations=<file.json> and data.images=<folder>")
+        if annotations is None and root is None:
+            raise ConfigError("set data.root=<dataset package> or data.annotations=<coco.json> data.images=<folder>")
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.root = None if root is None else Path(root)
+        self.annotations = None if annotations is None else Path(annotations)
+        self.images = None if images is None else Path(images)
+        self.background = background
+        self.val_fraction = val_fraction
+        self.format = format
+        self.train_split = train_split
+        self.val_split = val_split
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.max_pixels = max_pixels
+        self.validate = validate
+        self.crop_size = tuple(crop_size)
+        self.normalize = Normalize(mean, std)
+        self.train_transform = build_pipeline(train_transforms)
+        self.val_transform = build_pipeline(val_transforms)
+        self.package: Any = None
+        self._holdout: dict[str, list[int]] | None = None
+        self.data_train: SegmentationDataset | None = None
+        self.data_val: SegmentationDataset | None = None
+
+    # -- the package ---------------------------------------------------------------------------
+    @property
+    def plain_coco(self) -> bool:
+        return self.annotations is not None
+
+    def load(self) -> Any:
+        """Open the package (cheap checks only) once; returns it."""
+        if self.package is None:
+            from segval.dataset.package import DatasetPackage
+
+            if self.plain_coco:
+                if self.root is not None:
+                    log.info("data.annotations is set: reading the plain COCO export, not data.root=%s", self.root)
+                self.package = DatasetPackage.from_coco(
+                    self.annotations, self.images, split=PLAIN_COCO_SPLIT, background=self.background,
+                    max_pixels=self.max_pixels,
+                )
+            else:
+                self.package = DatasetPackage.open(self.root, max_pixels=self.max_pixels)
+                for split in (self.train_split, self.val_split):
+                    if split not in self.package.splits:
+                        raise ConfigError(
+                            f"split {split!r} is not in {self.root}/dataset.yaml (splits: {self.package.splits}); "
+                            "set data.train_split / data.val_split"
+                        )
+        return self.package
+
+    @property
+    def taxonomy(self) -> Any:
+        return self.load().taxonomy
+
+    @property
+    def num_classes(self) -> int:
+        return self.taxonomy.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.taxonomy.names)
+
+    def dataset_info(self) -> dict[str, Any]:
+        """name, version, source and taxonomy ids: logged, and stored in checkpoints."""
+        pkg = self.load()
+        return {
+            "name": pkg.name,
+            "version": str(pkg.version),
+            "source": str(self.annotations if self.plain_coco else self.root),
+            "taxonomy_ids": list(self.taxonomy.ids),
+            "class_names": self.class_names,
+        }
+
+    def _split_and_indices(self, split: str) -> tuple[Any, list[int] | None]:
+        pkg = self.load()
+        if not self.plain_coco:
+            if split not in pkg.splits:
+                raise ConfigError(f"split {split!r} is not in the package (splits: {pkg.splits})")
+            return pkg.split(split), None
+        data = pkg.split(PLAIN_COCO_SPLIT)
+        if self._holdout is None:
+            self._holdout = holdout_split(data.images, self.val_fraction)
+        if split not in self._holdout:
+            raise ConfigError(f"a plain COCO export has the splits {sorted(self._holdout)}, not {split!r}")
+        return data, self._holdout[split]
+
+    # -- Lightning hooks -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        # rank 0 only: the full check reads every image header and decodes every annotation
+        if self.validate:
+            from segval.dataset.validate import validate_package
+
+            pkg = self.load()
+            splits = [PLAIN_COCO_SPLIT] if self.plain_coco else sorted({self.train_split, self.val_split})
+            validate_package(pkg, splits=splits)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.data_train is None:
+            split, idx = self._split_and_indices("train" if self.plain_coco else self.train_split)
+            self.data_train = SegmentationDataset(split, self.format, self.train_transform, self.normalize, idx)
+        if stage in (None, "fit", "validate") and self.data_val is None:
+            split, idx = self._split_and_indices("val" if self.plain_coco else self.val_split)
+            self.data_val = SegmentationDataset(split, self.format, self.val_transform, self.normalize, idx)
+
+    def dataset(self, split: str) -> SegmentationDataset:
+        """An evaluation dataset (val transforms) of any split."""
+        data, idx = self._split_and_indices(split)
+        return SegmentationDataset(data, self.format, self.val_transform, self.normalize, idx)
+
+    def _loader(self, dataset: SegmentationDataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        if len(dataset) == 0:
+            raise ConfigError(f"the {'training' if shuffle else 'evaluation'} split is empty")
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last and len(dataset) >= batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=partial(pad_collate, ignore_index=255),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.data_train is not None, "setup('fit') first"
+        return self._loader(self.data_train, self.batch_size, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.data_val is not None, "setup('validate') first"
+        return self._loader(self.data_val, self.val_batch_size, shuffle=False, drop_last=False)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        return self._loader(self.dataset(split), self.val_batch_size, shuffle=False, drop_last=False)
+
+
+def holdout_split(images: Sequence[Any], val_fraction: float) -> dict[str, list[int]]:
+    """Deterministic train/val positions: whole videos (``video_id``) or images, ordered by a hash.
+
+    Returns ``{"train": [...], "val": [...]}``, positions into ``images``; val holds at least one group
+    and train at least one when there are two groups or more.
+    """
+    groups: dict[str, list[int]] = {}
+    for pos, rec in enumerate(images):
+        key = f"video:{rec.video_id}" if getattr(rec, "video_id", None) is not None else f"image:{rec.id}"
+        groups.setdefault(key, []).append(pos)
+    keys = sorted(groups, key=lambda k: (zlib.crc32(k.encode()), k))
+    n_val = max(1, round(len(keys) * val_fraction)) if len(keys) > 1 else 0
+    val_keys = set(keys[:n_val])
+    out: dict[str, list[int]] = {"train": [], "val": []}
+    for k in sorted(groups, key=lambda k: groups[k][0]):
+        out["val" if k in val_keys else "train"].extend(groups[k])
+    if not out["val"]:  # a single image: evaluate on what we train on, and say so
+        log.warning("only one image/video in the export: validating on the training images")
+        out["val"] = list(out["train"])
+    return out

@@ -1,0 +1,231 @@
+"""One split of a dataset package: image records, annotations, pixels and semantic targets.
+
+Example:
+    >>> split = DatasetPackage.open("data/tabletop").split("train")    # doctest: +SKIP
+    >>> rec = split.images[0]                                           # doctest: +SKIP
+    >>> rgb = split.read_image(rec)              # uint8[H, W, 3]       # doctest: +SKIP
+    >>> target = split.semantic_target(rec)      # uint8[H, W] train indices, 255 = ignore
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from segval.dataset import images as imio
+from segval.dataset import segmentation as seg
+from segval.dataset.coco import ImageRecord, index_coco
+from segval.dataset.semantic import rasterize_semantic
+from segval.dataset.taxonomy import Taxonomy
+from segval.errors import ConfigError, DatasetError
+
+__all__ = ["ImageRecord", "Instance", "SplitData"]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One decoded annotation.
+
+    Attributes:
+        annotation_id: COCO annotation id.
+        category_id: COCO category id (not the train index).
+        mask: bool[H, W].
+        iscrowd: 0 or 1.
+    """
+
+    annotation_id: int
+    category_id: int
+    mask: np.ndarray
+    iscrowd: int
+
+
+class SplitData:
+    """The images and annotations of one split.
+
+    Construction runs the cheap checks of :func:`segval.dataset.coco.index_coco`; pixel checks
+    run when an item is read. Decoded annotations are kept as run lengths (up to
+    ``rle_cache_bytes`` per split and process) so later epochs skip parsing.
+
+    Args:
+        name: split name.
+        coco: the parsed COCO dict.
+        images_dir: folder the ``file_name`` entries are relative to.
+        taxonomy: the package taxonomy.
+        annotation_path: the COCO file (named in errors).
+        label_maps_dir: folder of label maps, or None.
+        max_pixels: limit on width * height of an image.
+
+    Attributes:
+        name: split name.
+        images: list of :class:`ImageRecord`, in file order.
+    """
+
+    #: memory for cached run lengths, per split and process (DataLoader workers have their own)
+    rle_cache_bytes: int = 256 * 2**20
+
+    def __init__(
+        self,
+        name: str,
+        coco: Mapping[str, Any],
+        *,
+        images_dir: Path,
+        taxonomy: Taxonomy,
+        annotation_path: Path,
+        label_maps_dir: Path | None = None,
+        max_pixels: int = imio.DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.name = name
+        self.images_dir = Path(images_dir)
+        self.label_maps_dir = None if label_maps_dir is None else Path(label_maps_dir)
+        self.taxonomy = taxonomy
+        self.annotation_path = Path(annotation_path)
+        self.max_pixels = int(max_pixels)
+        imio.raise_pil_limit(self.max_pixels)
+        self._lut = taxonomy.lut()
+        self._valid_value = np.zeros(256, dtype=bool)  # label-map values allowed
+        self._valid_value[taxonomy.ids] = True
+        self._valid_value[255] = True
+        self._images_root = self.images_dir.resolve()
+        self._paths: dict[int, Path] = {}
+        folder = f"images/{name}/" if self.images_dir.name == name else str(self.images_dir)
+        self.images, self._anns = index_coco(coco, taxonomy, path=self.annotation_path, folder=folder)
+        self._by_id = {rec.id: rec for rec in self.images}
+        # parsed, checked run lengths by annotation id; filled up to rle_cache_bytes (no eviction:
+        # an epoch walks the whole split, so least-recently-used eviction would only thrash)
+        self._rle_cache: dict[int, seg.RunLengths] = {}
+        self._rle_cache_nbytes = 0
+
+    # ------------------------------------------------------------------ lookups
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        return f"SplitData({self.name!r}, images={len(self.images)}, label_maps={self.has_label_maps})"
+
+    @property
+    def has_label_maps(self) -> bool:
+        """True when the split has a label-map folder."""
+        return self.label_maps_dir is not None and self.label_maps_dir.is_dir()
+
+    @property
+    def num_annotations(self) -> int:
+        """Number of annotations in the split."""
+        return sum(len(v) for v in self._anns.values())
+
+    def image(self, image_id: int) -> ImageRecord:
+        """The :class:`ImageRecord` with this id (KeyError if absent)."""
+        return self._by_id[image_id]
+
+    def annotations_for(self, image_id: int) -> list[dict[str, Any]]:
+        """The COCO annotation dicts of an image, in file order (do not modify them)."""
+        return self._anns.get(image_id, [])
+
+    def image_path(self, rec: ImageRecord) -> Path:
+        """Resolved path of the image file.
+
+        Raises:
+            DatasetError: the path leaves the image folder (e.g. through a symbolic link).
+        """
+        p = self._paths.get(rec.id)
+        if p is None:
+            p = (self.images_dir / rec.file_name).resolve()
+            if not p.is_relative_to(self._images_root):
+                raise DatasetError(
+                    f"file_name {rec.file_name!r} resolves to {p}, outside the image folder {self._images_root}; "
+                    "file names must stay inside the folder",
+                    path=self.annotation_path,
+                    image_id=rec.id,
+                )
+            self._paths[rec.id] = p
+        return p
+
+    def label_map_path(self, rec: ImageRecord) -> Path:
+        """``label_maps/<split>/<file_name with .png>`` (whether or not it exists).
+
+        Raises:
+            DatasetError: the split has no label maps.
+        """
+        if self.label_maps_dir is None:
+            raise DatasetError(f"split {self.name!r} has no label maps; use source='coco'", path=self.annotation_path)
+        return self.label_maps_dir / PurePosixPath(rec.file_name).with_suffix(".png")
+
+    # ------------------------------------------------------------------ pixels
+    def read_image(self, rec: ImageRecord) -> np.ndarray:
+        """Read an image as RGB.
+
+        Returns:
+            uint8[H, W, 3] (writable).
+
+        Raises:
+            DatasetError: missing, unreadable or truncated file; width * height over
+                ``max_pixels`` (checked from the header, before decoding); size not the COCO
+                width / height.
+        """
+        return imio.read_rgb(self.image_path(rec), width=rec.width, height=rec.height, max_pixels=self.max_pixels,
+                             image_id=rec.id, listed_in=self.annotation_path)
+
+    def check_image_header(self, rec: ImageRecord) -> None:
+        """Check existence, pixel limit and size from the header only (no decoding)."""
+        imio.open_checked(self.image_path(rec), width=rec.width, height=rec.height, max_pixels=self.max_pixels,
+                          image_id=rec.id, listed_in=self.annotation_path).close()
+
+    def masks(self, rec: ImageRecord) -> list[tuple[dict[str, Any], seg.RunLengths]]:
+        """Each annotation of the image with its checked run lengths.
+
+        Raises:
+            DatasetError: RLE size != image size, corrupt counts, polygon with < 3 points, ...
+        """
+        return [(a, self._run_lengths(a, rec)) for a in self._anns.get(rec.id, [])]
+
+    def _run_lengths(self, ann: Mapping[str, Any], rec: ImageRecord) -> seg.RunLengths:
+        ann_id = ann["id"]
+        rl = self._rle_cache.get(ann_id)
+        if rl is None:
+            rl = seg.decode_segmentation(ann, rec.height, rec.width, path=self.annotation_path, image_id=rec.id)
+            if rec.height * rec.width < 2**31:
+                rl = seg.RunLengths(rl.height, rl.width, rl.counts.astype(np.int32))
+            if self._rle_cache_nbytes + rl.counts.nbytes <= self.rle_cache_bytes:
+                self._rle_cache[ann_id] = rl
+                self._rle_cache_nbytes += rl.counts.nbytes
+        return rl
+
+    def instances(self, rec: ImageRecord) -> list[Instance]:
+        """Decoded instances of an image (masks bool[H, W], COCO category ids), in file order."""
+        return [
+            Instance(int(a["id"]), int(a["category_id"]), rl.decode(), int(a.get("iscrowd", 0) or 0))
+            for a, rl in self.masks(rec)
+        ]
+
+    def semantic_target(self, rec: ImageRecord, source: str = "coco") -> np.ndarray:
+        """Semantic target of an image.
+
+        Args:
+            rec: the image.
+            source: ``"coco"`` (rasterise the annotations with the rule of
+                :mod:`segval.dataset.semantic`) or ``"label_map"`` (read the label-map PNG).
+
+        Returns:
+            uint8[H, W] of TRAIN INDICES, 255 = ignore.
+        """
+        if source == "coco":
+            items = [(int(a["category_id"]), rl, rl.area, int(a["id"])) for a, rl in self.masks(rec)]
+            ids = rasterize_semantic(rec.height, rec.width, items, self.taxonomy.background_id)
+        elif source == "label_map":
+            ids = self.read_label_map(rec)
+        else:
+            raise ConfigError(f"source must be 'coco' or 'label_map', got {source!r}")
+        return self._lut[ids]
+
+    def read_label_map(self, rec: ImageRecord) -> np.ndarray:
+        """Read a label map: uint8[H, W] of CATEGORY IDS (255 = ignore), checked.
+
+        Raises:
+            DatasetError: no label maps, missing file, not single-channel 8-bit, size != image,
+                values that are no category id nor 255 (listed).
+        """
+        return imio.read_label_map(self.label_map_path(rec), width=rec.width, height=rec.height,
+                                   valid=self._valid_value, image_id=rec.id)

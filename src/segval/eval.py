@@ -1,0 +1,57 @@
+"""`segval eval`: evaluate any checkpoint on any split; writes metrics.json and the confusion matrix."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig
+
+from segval.analysis.results import format_class_table, metrics_payload, write_results
+from segval.app import segval_app
+from segval.errors import ConfigError
+from segval.models import SegmentationModule
+from segval.runtime import build_datamodule, build_group, build_trainer
+
+log = logging.getLogger("segval")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    out_dir = Path(cfg.paths.output_dir)
+    model = SegmentationModule.from_checkpoint(cfg.ckpt_path)
+    dm = build_datamodule(cfg)
+    if list(model.class_names) != dm.class_names:
+        raise ConfigError(
+            f"the checkpoint was trained on the classes {model.class_names} but the dataset has {dm.class_names}; "
+            "evaluate it on a dataset with the same taxonomy"
+        )
+    if cfg.data.validate:
+        from segval.dataset.validate import validate_package
+
+        if not dm.plain_coco:
+            validate_package(dm.load(), splits=[cfg.split])
+    loader = dm.eval_dataloader(cfg.split)
+    trainer = build_trainer(cfg, callbacks=[], loggers=build_group(cfg.get("logger"), "logger"))
+    trainer.validate(model, dataloaders=loader, verbose=False)
+    info = dm.dataset_info()
+    payload = metrics_payload(
+        model.last_metrics, dm.class_names, class_ids=dm.taxonomy.ids, dataset=info, split=cfg.split,
+        checkpoint=str(Path(cfg.ckpt_path).resolve()), step=getattr(model, "checkpoint_step", None),
+    )
+    path = write_results(payload, model.last_metrics["confmat"], out_dir)
+    print(f"\n{Path(cfg.ckpt_path).name} on {info['name']} {info['version']} / {cfg.split}:\n")
+    print(format_class_table(payload))
+    print(f"\nmetrics: {path}")
+    return payload
+
+
+@segval_app("eval")
+def main(cfg: DictConfig) -> float | None:
+    return evaluate(cfg)["summary"].get("mIoU")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The LightningModule every architecture trains through."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from segval.analysis.functional import semantic_metrics
+from segval.analysis.metrics import ConfusionMatrix
+from segval.errors import ConfigError, TrainingError
+
+log = logging.getLogger(__name__)
+
+
+def _plain(obj: Any) -> Any:
+    return OmegaConf.to_container(obj, resolve=True) if isinstance(obj, DictConfig) else obj
+
+
+class SegmentationModule(pl.LightningModule):
+    """Semantic segmentation training and evaluation with exact, rank-summed metrics.
+
+    Args:
+        num_classes: C, the number of train indices (255 = ignore).
+        class_names: C names in train-index order; metrics are logged per name.
+        adapter: config of the architecture adapter (``_target_`` + its arguments); it is built here
+            with ``num_classes`` and ``class_names``, so hyper-parameters stay plain data and a
+            checkpoint loads with ``weights_only=True``.
+        optimizer: AdamW settings: lr, weight_decay, betas, head_lr_mult.
+        scheduler: polynomial decay per step: power, warmup_steps, min_lr.
+        ignore_index: label value left out of loss and metrics.
+        dataset: name / version / taxonomy ids of the data the model is trained on (stored in the
+            checkpoint so ``segval eval`` can refuse another taxonomy).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str],
+        adapter: Mapping[str, Any],
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        ignore_index: int = 255,
+        dataset: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        adapter, optimizer, scheduler, dataset = map(_plain, (adapter, optimizer, scheduler, dataset))
+        class_names = list(_plain(class_names))
+        if len(class_names) != num_classes:
+            raise ConfigError(f"class_names has {len(class_names)} names for num_classes={num_classes}")
+        self.save_hyperparameters()
+        self.class_names = class_names
+        self.adapter = instantiate(
+            adapter, num_classes=num_classes, class_names=class_names, ignore_index=ignore_index, _convert_="all"
+        )
+        self.val_confmat = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+        #: metrics of the last finished validation: semantic_metrics(...) plus "confmat" and "step"
+        self.last_metrics: dict[str, Any] | None = None
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images float[B, 3, H, W] -> logits float[B, C, H, W]."""
+        return self.adapter(images)[1]
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self.adapter(batch["image"], batch["mask"])
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the training loss is {loss.item()} at step {self.global_step} (batch {batch_idx}); "
+                "lower model.optimizer.lr, check the data (`segval data check`), or resume from the last good "
+                "checkpoint with ckpt_path=<run>/checkpoints/last.ckpt"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        return loss
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        loss, logits = self.adapter(batch["image"], batch["mask"])
+        self.val_confmat.update(logits.argmax(dim=1), batch["mask"])
+        if loss is not None and torch.isfinite(loss):
+            self.log("val/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_confmat.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        confmat = self.val_confmat.compute().cpu()  # (C, C) int64, summed over ranks
+        self.val_confmat.reset()
+        metrics = semantic_metrics(confmat)
+        self.last_metrics = {**metrics, "confmat": confmat, "step": int(self.global_step)}
+        # scalars; NaN (no ground truth and no prediction anywhere) is logged as NaN, never as 0
+        for key in ("mIoU", "mAcc", "aAcc", "fwIoU", "mDice"):
+            self.log(f"val/{key}", float(metrics[key]), prog_bar=key == "mIoU", sync_dist=False, rank_zero_only=True)
+        for i, name in enumerate(self.class_names):
+            self.log(f"val/iou/{name}", float(metrics["IoU"][i]), rank_zero_only=True)
+            self.log(f"val/acc/{name}", float(metrics["Acc"][i]), rank_zero_only=True)
+
+    # -- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = dict(lr=1e-4, weight_decay=0.01, betas=(0.9, 0.999), head_lr_mult=1.0) | dict(self.hparams.optimizer or {})
+        sched = dict(power=1.0, warmup_steps=0, min_lr=0.0) | dict(self.hparams.scheduler or {})
+        lr = float(opt["lr"])
+        groups: list[dict[str, Any]]
+        if hasattr(self.adapter, "param_groups") and float(opt["head_lr_mult"]) != 1.0:
+            body, head = self.adapter.param_groups()
+            groups = [{"params": body, "lr": lr}, {"params": head, "lr": lr * float(opt["head_lr_mult"])}]
+        else:
+            groups = [{"params": list(self.adapter.parameters()), "lr": lr}]
+        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=float(opt["weight_decay"]), betas=tuple(opt["betas"]))
+        max_steps = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
+        if max_steps is None:
+            max_steps = int(self.trainer.estimated_stepping_batches)
+        if not max_steps or max_steps <= 0 or math.isinf(max_steps):
+            raise ConfigError("the polynomial schedule needs a finite trainer.max_steps (e.g. trainer.max_steps=40000)")
+        power, warmup, min_lr = float(sched["power"]), int(sched["warmup_steps"]), float(sched["min_lr"])
+
+        def factor(step: int) -> float:
+            # MMSeg PolyLR: (base - min) * (1 - t / T) ** power + min, t counted per iteration
+            poly = (1.0 - min(step, max_steps) / max_steps) ** power
+            f = poly * (1.0 - min_lr / lr) + min_lr / lr
+            if warmup > 0 and step < warmup:
+                f *= (step + 1) / warmup
+            return f
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, map_location: str | torch.device = "cpu") -> SegmentationModule:
+        """Load a checkpoint written by ``segval train`` safely (``weights_only=True``).
+
+        The adapter is rebuilt with ``pretrained=None`` (its weights come from the checkpoint), so no
+        pretrained download is attempted.
+        """
+        from segval.errors import SegvalError
+
+        path = Path(path)
+        if not path.is_file():
+            raise SegvalError(f"checkpoint not found: {path}; pass ckpt_path=<run dir>/checkpoints/<file>.ckpt")
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:  # unpickling refused or a corrupt file
+            raise SegvalError(f"{path}: cannot read this checkpoint safely ({type(err).__name__}: {err})") from err
+        hparams = dict(ckpt.get("hyper_parameters") or {})
+        if "adapter" not in hparams or "num_classes" not in hparams:
+            raise SegvalError(f"{path}: not a segval checkpoint (no adapter / num_classes hyper-parameters)")
+        hparams["adapter"] = {**hparams["adapter"], "pretrained": None}
+        model = cls(**hparams)
+        model.load_state_dict(ckpt["state_dict"])
+        model.checkpoint_step = int(ckpt.get("global_step", 0))
+        return model

@@ -1,0 +1,303 @@
+"""Writer -> reader round trip, reading a package, plain COCO exports, summary."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from segval.dataset import (
+    Category,
+    DatasetPackage,
+    InstanceMask,
+    PackageExistsError,
+    PackageWriter,
+    Taxonomy,
+    format_summary,
+    summarize,
+    validate_package,
+)
+from segval.errors import ConfigError, DatasetError
+
+H, W = 12, 16
+
+
+def _taxonomy() -> Taxonomy:
+    return Taxonomy(
+        [
+            Category(0, "background", (0, 0, 0), False, "stuff"),
+            Category(3, "mug", (200, 30, 30), True, "rigid"),
+            Category(8, "cable", (30, 200, 30), True, "thin"),
+            Category(9, "table", (90, 90, 90), False, "stuff"),
+        ],
+        background_id=0,
+    )
+
+
+def _scene():
+    """Image, instances and the hand-built label map (category ids) they must give."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    table = np.zeros((H, W), bool)
+    table[6:, :] = True  # area 96
+    mug = np.zeros((H, W), bool)
+    mug[4:9, 3:7] = True  # area 20, overlaps the table
+    cable = np.zeros((H, W), bool)
+    cable[7, 2:12] = True  # area 10, lies on mug and table
+    crowd = np.zeros((H, W), bool)
+    crowd[0:2, 12:16] = True  # area 8
+    instances = [
+        InstanceMask(9, table),
+        InstanceMask(8, cable),
+        InstanceMask(3, mug),
+        InstanceMask(3, crowd, iscrowd=1),
+    ]
+    expected = np.zeros((H, W), np.uint8)
+    expected[6:, :] = 9
+    expected[4:9, 3:7] = 3
+    expected[7, 2:12] = 8
+    expected[0:2, 12:16] = 3
+    return image, instances, expected
+
+
+def _write(root, **kw):
+    image, instances, _ = _scene()
+    with PackageWriter(root, name="demo", version="1.2.3", taxonomy=_taxonomy(), splits=["train", "val"], **kw) as w:
+        first = w.add_image("train", image, "vid_0/frame_0", instances=instances, extra={"video_id": 0, "frame_index": 0})
+        second = w.add_image("train", image[:, ::-1].copy(), "vid_0/frame_1.png", instances=[],
+                             extra={"video_id": np.int64(0), "frame_index": 1})
+        third = w.add_image("val", image, "x.png", instances=instances[:1])
+    assert (first, second, third) == (1, 2, 3)
+    return root
+
+
+def test_round_trip(tmp_path):
+    root = _write(tmp_path / "pkg")
+    image, instances, expected_ids = _scene()
+    pkg = DatasetPackage.open(root)
+    assert (pkg.name, pkg.version, pkg.license, pkg.splits) == ("demo", "1.2.3", "CC-BY-4.0", ["train", "val"])
+    assert pkg.taxonomy == _taxonomy()
+    train = pkg.split("train")
+    assert train.has_label_maps
+    rec = train.images[0]
+    assert (rec.id, rec.file_name, rec.width, rec.height, rec.video_id, rec.frame_index) == (
+        1, "vid_0/frame_0.png", W, H, 0, 0)
+    np.testing.assert_array_equal(train.read_image(rec), image)
+
+    got = train.instances(rec)
+    assert [(g.annotation_id, g.category_id, g.iscrowd) for g in got] == [(1, 9, 0), (2, 8, 0), (3, 3, 0), (4, 3, 1)]
+    for g, want in zip(got, instances):
+        assert g.mask.dtype == bool
+        np.testing.assert_array_equal(g.mask, want.mask)
+
+    expected_idx = _taxonomy().lut()[expected_ids]
+    np.testing.assert_array_equal(train.semantic_target(rec, source="coco"), expected_idx)
+    np.testing.assert_array_equal(train.semantic_target(rec, source="label_map"), expected_idx)
+    np.testing.assert_array_equal(np.asarray(Image.open(root / "label_maps/train/vid_0/frame_0.png")), expected_ids)
+    # the image without instances is all background
+    assert (train.semantic_target(train.images[1]) == 0).all()
+    # ids are unique across the package
+    assert pkg.split("val").images[0].id == 3
+    assert [a["id"] for a in pkg.split("val").annotations_for(3)] == [5]
+    validate_package(pkg, progress=False)
+
+
+def test_written_coco_fields(tmp_path):
+    root = _write(tmp_path / "pkg")
+    coco = json.loads((root / "annotations/train.json").read_text())
+    ann = coco["annotations"][2]  # the mug
+    assert isinstance(ann["segmentation"]["counts"], str)
+    assert ann["segmentation"]["size"] == [H, W]
+    assert ann["area"] == 20 and ann["bbox"] == [3.0, 4.0, 4.0, 5.0] and ann["iscrowd"] == 0
+    m = mask_utils.decode(ann["segmentation"])
+    assert m.sum() == 20
+    assert coco["images"][1] == {"id": 2, "file_name": "vid_0/frame_1.png", "width": W, "height": H,
+                                 "video_id": 0, "frame_index": 1}
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    assert list(meta) == ["name", "version", "license", "description", "splits", "background_id", "taxonomy"]
+    assert meta["taxonomy"][2] == {"id": 8, "name": "cable", "color": [30, 200, 30], "isthing": True, "group": "thin"}
+
+
+def test_writer_refuses_to_overwrite(tmp_path):
+    root = _write(tmp_path / "pkg")
+    with pytest.raises(PackageExistsError, match="overwrite=True") as e:
+        _write(root)
+    assert isinstance(e.value, FileExistsError) and isinstance(e.value, DatasetError)
+    assert str(root) in str(e.value)
+    _write(root, overwrite=True)  # allowed
+    assert DatasetPackage.open(root).split("train").images[0].id == 1
+
+
+def test_writer_leaves_nothing_on_error(tmp_path):
+    root = tmp_path / "pkg"
+    image, instances, _ = _scene()
+    with pytest.raises(RuntimeError, match="boom"):
+        with PackageWriter(root, name="d", version="1.0.0", taxonomy=_taxonomy(), splits=["train"]) as w:
+            w.add_image("train", image, "a", instances=instances)
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_add_image_validates_inputs(tmp_path):
+    image, instances, _ = _scene()
+    with PackageWriter(tmp_path / "pkg", name="d", version="1.0.0", taxonomy=_taxonomy(), splits=["train"]) as w:
+        with pytest.raises(ValueError, match=r"bad\.png: instance 0 mask shape \(3, 3\)"):
+            w.add_image("train", image, "bad.png", instances=[InstanceMask(3, np.ones((3, 3), bool))])
+        with pytest.raises(ValueError, match=r"bad\.png: instance 0 has category id 5"):
+            w.add_image("train", image, "bad.png", instances=[InstanceMask(5, instances[0].mask)])
+        with pytest.raises(ValueError, match=r"bad\.png: image must be uint8"):
+            w.add_image("train", image.astype(np.float32), "bad.png", instances=[])
+        with pytest.raises(ValueError, match="empty mask"):
+            w.add_image("train", image, "bad.png", instances=[InstanceMask(3, np.zeros((H, W), bool))])
+        with pytest.raises(ValueError, match="split 'test'"):
+            w.add_image("test", image, "bad.png", instances=[])
+        with pytest.raises(ValueError, match=r"\.\./x\.png"):
+            w.add_image("train", image, "../x.png", instances=[])
+        with pytest.raises(ValueError, match="must not set 'id'"):
+            w.add_image("train", image, "bad.png", instances=[], extra={"id": 4})
+        assert w.add_image("train", image, "ok.png", instances=[]) == 1
+        with pytest.raises(ValueError, match="already used"):
+            w.add_image("train", image, "ok.png", instances=[])
+        with pytest.raises(ValueError, match="same label map"):
+            w.add_image("train", image, "ok.jpg", instances=[])
+    with pytest.raises(ValueError, match="semver"):
+        PackageWriter(tmp_path / "other", name="d", version="1.0", taxonomy=_taxonomy(), splits=["train"])
+
+
+def test_jpeg_images_and_no_label_maps(tmp_path):
+    image, instances, _ = _scene()
+    with PackageWriter(tmp_path / "pkg", name="d", version="1.0.0", taxonomy=_taxonomy(), splits=["train"],
+                       image_ext=".jpg", label_maps=False) as w:
+        w.add_image("train", image, "a", instances=instances)
+    split = DatasetPackage.open(tmp_path / "pkg").split("train")
+    assert split.images[0].file_name == "a.jpg" and not split.has_label_maps
+    assert split.read_image(split.images[0]).shape == (H, W, 3)
+    with pytest.raises(DatasetError, match="no label maps"):
+        split.semantic_target(split.images[0], source="label_map")
+
+
+def test_unknown_split_and_source(make_coco_package):
+    pkg = DatasetPackage.open(make_coco_package())
+    with pytest.raises(ConfigError, match=r"split 'val' .*splits: \['train'\]"):
+        pkg.split("val")
+    with pytest.raises(ConfigError, match="source"):
+        pkg.split("train").semantic_target(pkg.split("train").images[0], source="png")
+
+
+def test_fixture_package_targets(make_coco_package):
+    split = DatasetPackage.open(make_coco_package()).split("train")
+    rec = split.images[0]
+    cube, cable = make_coco_package.masks()
+    expected = np.zeros((6, 8), np.uint8)
+    expected[cube] = 1  # train index of id 1
+    expected[cable] = 2  # train index of id 4 (smaller: painted last)
+    np.testing.assert_array_equal(split.semantic_target(rec), expected)
+    np.testing.assert_array_equal(split.semantic_target(rec, source="label_map"), expected)
+    img = split.read_image(rec)
+    assert img.dtype == np.uint8 and img.shape == (6, 8, 3) and img.flags.writeable
+
+
+def test_read_image_converts_to_rgb(make_coco_package):
+    gray = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    root = make_coco_package(image_files={"a.png": gray})
+    split = DatasetPackage.open(root).split("train")
+    np.testing.assert_array_equal(split.read_image(split.images[0]), np.repeat(gray[..., None], 3, axis=2))
+
+
+def test_content_hash_changes_with_labels(make_coco_package):
+    root = make_coco_package()
+    h1 = DatasetPackage.open(root).content_hash()
+    assert h1 == DatasetPackage.open(root).content_hash()
+    p = root / "annotations/train.json"
+    coco = json.loads(p.read_text())
+    coco["annotations"][0]["category_id"] = 4
+    p.write_text(json.dumps(coco))
+    assert DatasetPackage.open(root).content_hash() != h1
+
+
+# ------------------------------------------------------------------ plain COCO export (labelme-like)
+def _labelme_export(tmp_path, categories):
+    (tmp_path / "JPEGImages").mkdir()
+    Image.fromarray(np.full((6, 8, 3), 128, np.uint8)).save(tmp_path / "JPEGImages" / "img_1.jpg")
+    coco = {
+        "info": {"description": None},
+        "type": "instances",
+        "images": [{"id": 0, "file_name": "JPEGImages/img_1.jpg", "width": 8, "height": 6, "license": 0}],
+        "annotations": [
+            {"id": 0, "image_id": 0, "category_id": 2, "segmentation": [[1, 1, 4, 1, 4, 3, 1, 3]],
+             "area": 6.0, "bbox": [1, 1, 3, 2], "iscrowd": 0},
+        ],
+        "categories": categories,
+    }
+    (tmp_path / "annotations.json").write_text(json.dumps(coco))
+    return tmp_path / "annotations.json"
+
+
+def test_from_coco_labelme_background(tmp_path):
+    ann = _labelme_export(tmp_path, [{"supercategory": None, "id": 0, "name": "_background_"},
+                                     {"supercategory": None, "id": 1, "name": "cat"},
+                                     {"supercategory": None, "id": 2, "name": "dog"}])
+    pkg = DatasetPackage.from_coco(ann, tmp_path)
+    assert pkg.splits == ["train"] and pkg.taxonomy.background_id == 0 and pkg.taxonomy.num_classes == 3
+    split = pkg.split("train")
+    rec = split.images[0]
+    assert split.read_image(rec).shape == (6, 8, 3)
+    expected = np.zeros((6, 8), np.uint8)
+    expected[1:3, 1:4] = 2
+    np.testing.assert_array_equal(split.semantic_target(rec), expected)
+    validate_package(pkg, progress=False)
+
+
+def test_from_coco_synthetic_background_and_none(tmp_path):
+    ann = _labelme_export(tmp_path, [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}])
+    split = DatasetPackage.from_coco(ann, tmp_path, split="val").split("val")
+    target = split.semantic_target(split.images[0])
+    assert split.taxonomy.names == ["background", "cat", "dog"]
+    assert target[0, 0] == 0 and target[1, 1] == 2
+    split = DatasetPackage.from_coco(ann, tmp_path, background="none").split("train")
+    target = split.semantic_target(split.images[0])
+    assert target[0, 0] == 255 and target[1, 1] == 1  # dog is train index 1 of [cat, dog]
+
+
+def test_from_coco_id0_taken(tmp_path):
+    ann = _labelme_export(tmp_path, [{"id": 0, "name": "table"}, {"id": 2, "name": "dog"}])
+    with pytest.raises(DatasetError, match="annotations.json: .*background="):
+        DatasetPackage.from_coco(ann, tmp_path)
+    pkg = DatasetPackage.from_coco(ann, tmp_path, background="table")
+    assert pkg.taxonomy.background_id == 0
+
+
+def test_from_coco_missing_files(tmp_path):
+    with pytest.raises(DatasetError, match="COCO annotation file not found"):
+        DatasetPackage.from_coco(tmp_path / "nope.json", tmp_path)
+
+
+# ------------------------------------------------------------------ summary
+def test_summary(tmp_path):
+    root = _write(tmp_path / "pkg")
+    s = summarize(DatasetPackage.open(root))
+    tr = s["splits"]["train"]
+    assert (tr["images"], tr["annotations"], tr["videos"], tr["pixels"]) == (2, 4, 1, 2 * H * W)
+    assert tr["instances"] == {"background": 0, "mug": 2, "cable": 1, "table": 1}
+    _, _, expected = _scene()
+    mug_px = int((expected == 3).sum())
+    assert tr["pixel_share"]["mug"] == pytest.approx(mug_px / (2 * H * W))
+    assert sum(tr["pixel_share"].values()) + tr["ignore_share"] == pytest.approx(1.0)
+    assert s["splits"]["val"]["instances"]["table"] == 1
+    text = format_summary(s)
+    assert "mug" in text and "train px%" in text and "val inst" in text
+
+
+def test_split_pickles_for_dataloader_workers(make_coco_package):
+    import pickle
+
+    split = DatasetPackage.open(make_coco_package()).split("train")
+    split.semantic_target(split.images[0])  # fills the run-length cache
+    clone = pickle.loads(pickle.dumps(split))
+    rec = clone.images[0]
+    np.testing.assert_array_equal(clone.semantic_target(rec), split.semantic_target(rec))
+    np.testing.assert_array_equal(clone.read_image(rec), split.read_image(rec))
