@@ -28,7 +28,9 @@ from segval.datamodules import SegmentationDataModule  # noqa: E402
 
 def make_datamodule(root: Path, fmt: str, workers: int, split: str) -> SegmentationDataModule:
     conf = OmegaConf.load(Path(segval.__file__).parent / "conf" / "data" / "demo.yaml")
-    steps = OmegaConf.to_container(OmegaConf.merge({"data": conf}, {"data": {"crop_size": [240, 320]}}).data, resolve=True)
+    # only the transform steps and crop size are used: root (${paths.data_dir}) is given here
+    merged = OmegaConf.merge({"data": conf}, {"data": {"crop_size": [240, 320], "root": str(root)}})
+    steps = OmegaConf.to_container(merged.data, resolve=True)
     return SegmentationDataModule(root=root, format=fmt, num_workers=workers, batch_size=4, validate=False,
                                   train_split=split, val_split=split, crop_size=steps["crop_size"],
                                   train_transforms=steps["train_transforms"])
@@ -69,7 +71,8 @@ def main() -> None:
             coco.append(images_per_second(root, "coco", workers, split, args.images))
             lmap.append(images_per_second(root, "label_map", workers, split, args.images))
         c, m = statistics.median(coco), statistics.median(lmap)
-        print(f"workers={workers}: COCO-RLE {c:7.1f} img/s   label maps {m:7.1f} img/s   ratio coco/label_map = {c / m:.3f}  (goal >= 0.8)")
+        print(f"workers={workers}: COCO-RLE {c:7.1f} img/s   label maps {m:7.1f} img/s   "
+              f"ratio coco/label_map = {c / m:.3f}  (goal >= 0.8)")
     if tmp is not None:
         tmp.cleanup()
 

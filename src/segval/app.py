@@ -10,11 +10,17 @@ import functools
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("WANDB_SILENT", "true")
+# noise that tells a user nothing they can act on
+warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
@@ -22,7 +28,6 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from segval.errors import SegvalError  # noqa: E402
 
 CONFIG_PATH = "conf"
-log = logging.getLogger("segval")
 
 # `${segval.concat:${tags},[a,b]}`: lists joined, e.g. the user's W&B tags plus dataset name and version
 if not OmegaConf.has_resolver("segval.concat"):
@@ -54,7 +59,6 @@ def segval_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Call
                 user_error = find_user_error(err)
                 if user_error is None:
                     raise
-                log.error("%s", user_error)
                 print(f"segval {config_name}: error: {user_error}", file=sys.stderr, flush=True)
                 sys.exit(getattr(user_error, "exit_code", 2))
 

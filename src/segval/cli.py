@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 # command words -> (module with a Hydra `main`, one-line help)
@@ -37,8 +38,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if args else 2)
     for words, (module, _) in sorted(COMMANDS.items(), key=lambda kv: -len(kv[0])):
         if tuple(args[: len(words)]) == words:
-            sys.argv = [f"segval {' '.join(words)}", *args[len(words) :]]
-            importlib.import_module(module).main()
+            command = importlib.import_module(module)
+            # Lightning's DDP launcher starts the other ranks as `python -m <__main__.__spec__.name> <argv[1:]>`:
+            # make that the command's module, so they run the same command with the same overrides
+            sys.modules["__main__"].__spec__ = importlib.util.find_spec(module)
+            sys.argv = [command.__file__, *args[len(words) :]]
+            command.main()
             return
     print(f"segval: unknown command {' '.join(args[:2])!r}\n\n{usage()}", file=sys.stderr)
     sys.exit(2)

@@ -39,12 +39,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     info = dm.dataset_info()
     payload = metrics_payload(
         model.last_metrics, dm.class_names, class_ids=dm.taxonomy.ids, dataset=info, split=cfg.split,
-        checkpoint=str(Path(cfg.ckpt_path).resolve()), step=getattr(model, "checkpoint_step", None),
+        checkpoint=str(Path(cfg.ckpt_path).resolve()), step=model.loaded_step,
     )
-    path = write_results(payload, model.last_metrics["confmat"], out_dir)
-    print(f"\n{Path(cfg.ckpt_path).name} on {info['name']} {info['version']} / {cfg.split}:\n")
-    print(format_class_table(payload))
-    print(f"\nmetrics: {path}")
+    if trainer.is_global_zero:  # the confusion matrix is already summed over ranks
+        path = write_results(payload, model.last_metrics["confmat"], out_dir)
+        print(f"\n{Path(cfg.ckpt_path).name} on {info['name']} {info['version']} / {cfg.split}:\n")
+        print(format_class_table(payload))
+        print(f"\nmetrics: {path}")
     return payload
 
 

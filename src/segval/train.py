@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from segval.analysis.results import format_class_table, metrics_payload, write_results
 from segval.app import segval_app
+from segval.models.module import checkpoint_step
 from segval.runtime import build_datamodule, build_group, build_trainer
 
 log = logging.getLogger("segval")
@@ -51,7 +52,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         dataset=info,
         split=dm.val_split if not dm.plain_coco else "val (held out)",
         checkpoint=ckpt,
-        step=model.last_metrics["step"],
+        step=checkpoint_step(ckpt) if ckpt else model.last_metrics["step"],
     )
     if trainer.is_global_zero:
         path = write_results(payload, model.last_metrics["confmat"], out_dir)

@@ -80,6 +80,18 @@ def test_eval_reproduces_the_best_checkpoint_metrics(trained: Path, shapes_root:
     assert json.loads((out / "metrics.json").read_text())["split"] == "val"
 
 
+def test_ddp_eval_on_two_cpu_processes_matches_one_process(trained: Path, shapes_root: Path) -> None:
+    best = next((trained / "checkpoints").glob("best-step*.ckpt"))
+    out = trained.parent / "eval_ddp"
+    res = run_segval("eval", f"ckpt_path={best}", "data=package", f"data.root={shapes_root}", "data.num_workers=0",
+                     "data.val_batch_size=1", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                     "trainer.precision=32-true", "trainer.sync_batchnorm=false", f"hydra.run.dir={out}",
+                     cwd=trained.parent)
+    assert res.returncode == 0, res.output
+    # each of the 4 val images counted exactly once across the 2 ranks (no sampler padding)
+    np.testing.assert_array_equal(np.load(out / "confusion_matrix.npy"), np.load(trained / "confusion_matrix.npy"))
+
+
 def test_eval_on_another_split(trained: Path, shapes_root: Path) -> None:
     out = trained.parent / "eval_train"
     res = run_segval("eval", f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}", "data=package",

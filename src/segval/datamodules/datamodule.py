@@ -71,7 +71,10 @@ class SegmentationDataModule(pl.LightningDataModule):
         if format not in {"coco", "label_map"}:
             raise ConfigError(f"data.format must be 'coco' or 'label_map', got {format!r}")
         if (annotations is None) != (images is None):
-            raise ConfigError("a plain COCO export needs both data.annotations=<file.json> and data.images=<folder>")
+            given, missing = ("annotations", "images") if images is None else ("images", "annotations")
+            raise ConfigError(f"data.{given} is set but data.{missing} is not: a plain COCO export needs both "
+                              "data.annotations=<file.json> and data.images=<folder the file_name entries are "
+                              "relative to>")
         if annotations is None and root is None:
             raise ConfigError("set data.root=<dataset package> or data.annotations=<coco.json> data.images=<folder>")
         if not 0.0 < val_fraction < 1.0:
@@ -98,6 +101,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.val_transform = build_pipeline(val_transforms)
         self.package: Any = None
         self._holdout: dict[str, list[int]] | None = None
+        self._validated = False
         self.data_train: SegmentationDataset | None = None
         self.data_val: SegmentationDataset | None = None
 
@@ -120,11 +124,11 @@ class SegmentationDataModule(pl.LightningDataModule):
                 )
             else:
                 self.package = DatasetPackage.open(self.root, max_pixels=self.max_pixels)
-                for split in (self.train_split, self.val_split):
+                for key, split in (("train_split", self.train_split), ("val_split", self.val_split)):
                     if split not in self.package.splits:
                         raise ConfigError(
-                            f"split {split!r} is not in {self.root}/dataset.yaml (splits: {self.package.splits}); "
-                            "set data.train_split / data.val_split"
+                            f"data.{key}={split!r} is not a split of {self.root}/dataset.yaml "
+                            f"(splits: {self.package.splits}); set data.{key} to one of them"
                         )
         return self.package
 
@@ -156,23 +160,33 @@ class SegmentationDataModule(pl.LightningDataModule):
         if not self.plain_coco:
             if split not in pkg.splits:
                 raise ConfigError(f"split {split!r} is not in the package (splits: {pkg.splits})")
-            return pkg.split(split), None
+            data = pkg.split(split)
+            self._check_format(data)
+            return data, None
         data = pkg.split(PLAIN_COCO_SPLIT)
+        self._check_format(data)
         if self._holdout is None:
             self._holdout = holdout_split(data.images, self.val_fraction)
         if split not in self._holdout:
             raise ConfigError(f"a plain COCO export has the splits {sorted(self._holdout)}, not {split!r}")
         return data, self._holdout[split]
 
+    def _check_format(self, data: Any) -> None:
+        if self.format == "label_map" and not data.has_label_maps:
+            where = "a plain COCO export has none" if self.plain_coco else f"no {self.root}/label_maps/{data.name}/"
+            raise ConfigError(f"data.format=label_map but split {data.name!r} has no label maps ({where}); "
+                              "use data.format=coco")
+
     # -- Lightning hooks -------------------------------------------------------------------------
     def prepare_data(self) -> None:
         # rank 0 only: the full check reads every image header and decodes every annotation
-        if self.validate:
+        if self.validate and not self._validated:  # once: fit and the validation after it both call this
             from segval.dataset.validate import validate_package
 
             pkg = self.load()
             splits = [PLAIN_COCO_SPLIT] if self.plain_coco else sorted({self.train_split, self.val_split})
             validate_package(pkg, splits=splits)
+            self._validated = True
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.data_train is None:
@@ -224,7 +238,8 @@ def holdout_split(images: Sequence[Any], val_fraction: float) -> dict[str, list[
         key = f"video:{rec.video_id}" if getattr(rec, "video_id", None) is not None else f"image:{rec.id}"
         groups.setdefault(key, []).append(pos)
     keys = sorted(groups, key=lambda k: (zlib.crc32(k.encode()), k))
-    n_val = max(1, round(len(keys) * val_fraction)) if len(keys) > 1 else 0
+    # at least one group in val and, with two groups or more, at least one left to train on
+    n_val = min(max(1, round(len(keys) * val_fraction)), len(keys) - 1) if len(keys) > 1 else 0
     val_keys = set(keys[:n_val])
     out: dict[str, list[int]] = {"train": [], "val": []}
     for k in sorted(groups, key=lambda k: groups[k][0]):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from segval.datamodules.transforms import Normalize
 
@@ -22,7 +23,9 @@ class SegmentationDataset(Dataset):
         indices: a subset of the split's images (positions in ``split.images``), or None for all.
     """
 
-    def __init__(self, split: Any, source: str, transform: Any, normalize: Normalize, indices: list[int] | None = None) -> None:
+    def __init__(
+        self, split: Any, source: str, transform: Any, normalize: Normalize, indices: list[int] | None = None
+    ) -> None:
         if source not in {"coco", "label_map"}:
             raise ValueError(f"source must be 'coco' or 'label_map', got {source!r}")
         self.split = split
@@ -30,6 +33,7 @@ class SegmentationDataset(Dataset):
         self.transform = transform
         self.normalize = normalize
         self.records = [split.images[i] for i in indices] if indices is not None else list(split.images)
+        self._seeded_for: tuple[int, int | None] | None = None  # (pid, worker id) the transform was seeded in
 
     def __len__(self) -> int:
         return len(self.records)
@@ -39,6 +43,7 @@ class SegmentationDataset(Dataset):
         image = self.split.read_image(rec)  # (H, W, 3) uint8
         mask = self.split.semantic_target(rec, source=self.source)  # (H, W) uint8, 255 = ignore
         if self.transform is not None:
+            self._seed_transform()
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
         return {
@@ -46,6 +51,27 @@ class SegmentationDataset(Dataset):
             "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(),
             "image_id": int(rec.id),
         }
+
+    def _seed_transform(self) -> None:
+        """Seed the albumentations pipeline once per process from torch's seed.
+
+        albumentations 2.0 draws from its own generators, seeded from OS entropy when the
+        pipeline is built: forked DataLoader workers would then share one stream (identical
+        augmentations in every worker) and ``seed=`` would not make a run reproducible. Each
+        worker is seeded from its torch worker seed (which follows ``seed_everything`` and
+        changes with every loader iterator), the main process from ``torch.initial_seed()``;
+        the distributed rank is mixed in so ranks do not repeat each other's augmentations.
+        """
+        info = get_worker_info()
+        key = (os.getpid(), None if info is None else info.id)
+        if self._seeded_for == key or not hasattr(self.transform, "set_random_seed"):
+            return
+        base = info.seed if info is not None else torch.initial_seed()
+        dist = torch.distributed
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        seed = int(np.random.SeedSequence([base % 2**63, rank]).generate_state(1)[0])
+        self.transform.set_random_seed(seed)
+        self._seeded_for = key
 
 
 def pad_collate(items: list[dict[str, Any]], ignore_index: int = 255) -> dict[str, torch.Tensor]:

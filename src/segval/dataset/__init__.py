@@ -1,6 +1,6 @@
 """The dataset package format: taxonomy, COCO / label-map IO, validation and summaries.
 
-See API.md "Dataset package on disk" for the layout and :mod:`segval.dataset.semantic` for the
+See the README section "The dataset package" for the layout and :mod:`segval.dataset.semantic` for the
 rule turning COCO instances into semantic targets.
 """
 

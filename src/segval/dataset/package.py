@@ -114,15 +114,15 @@ class DatasetPackage:
         meta_path = root / "dataset.yaml"
         if not meta_path.is_file():
             hint = (
-                "it is a plain COCO export: use DatasetPackage.from_coco(annotations, images)"
+                "it looks like a plain COCO export: run with data=coco data.annotations=<file.json> data.images=<folder its file_name entries are relative to>"
                 if root.is_dir() and any(root.glob("*.json"))
-                else "point to the package folder (the one holding dataset.yaml) or write one (see API.md)"
+                else "point to the package folder (the one holding dataset.yaml) or write one (see the README section 'The dataset package')"
             )
             raise DatasetError(f"dataset.yaml not found; {hint}", path=meta_path)
         meta = _load_yaml(meta_path)
         for key in ("name", "version", "splits", "taxonomy"):
             if key not in meta:
-                raise DatasetError(f"dataset.yaml has no {key!r}; add it (see API.md 'Dataset package')", path=meta_path)
+                raise DatasetError(f"dataset.yaml has no {key!r}; add it (see the README section 'The dataset package')", path=meta_path)
         splits = meta["splits"]
         if not isinstance(splits, list) or not splits or not all(isinstance(s, str) and s for s in splits):
             raise DatasetError(f"'splits' must be a non-empty list of names, got {splits!r}", path=meta_path)

@@ -292,7 +292,11 @@ class Taxonomy:
             DatasetError: bad categories, or no way to pick the background.
         """
         if not isinstance(categories, Sequence) or not categories:
-            raise DatasetError("the COCO file has no 'categories'; it needs at least one category", path=path)
+            raise DatasetError(
+                "the COCO file has no 'categories'; it needs at least one category (a labelme JSON with 'shapes' "
+                "is not COCO: convert a labelme folder with labelme's labelme2coco.py first)",
+                path=path,
+            )
         for i, c in enumerate(categories):
             if not isinstance(c, Mapping) or "id" not in c or "name" not in c:
                 raise DatasetError(f"COCO category {i} must have 'id' and 'name', got {c!r}", path=path)

@@ -1,4 +1,4 @@
-"""Write a dataset package (see API.md "Dataset package on disk") atomically.
+"""Write a dataset package (see the README section "The dataset package") atomically.
 
 Example:
     >>> with PackageWriter(root, name="demo", version="1.0.0", taxonomy=tax,

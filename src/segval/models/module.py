@@ -20,6 +20,12 @@ from segval.errors import ConfigError, TrainingError
 log = logging.getLogger(__name__)
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The global step a Lightning checkpoint was saved at (read safely, memory-mapped)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return int(ckpt.get("global_step", 0))
+
+
 def _plain(obj: Any) -> Any:
     return OmegaConf.to_container(obj, resolve=True) if isinstance(obj, DictConfig) else obj
 
@@ -57,6 +63,8 @@ class SegmentationModule(pl.LightningModule):
             raise ConfigError(f"class_names has {len(class_names)} names for num_classes={num_classes}")
         self.save_hyperparameters()
         self.class_names = class_names
+        # names as metric keys: "/" would nest them in W&B ("tv/monitor" -> "tv_monitor")
+        self.metric_names = [n.replace("/", "_") for n in class_names]
         self.adapter = instantiate(
             adapter, num_classes=num_classes, class_names=class_names, ignore_index=ignore_index, _convert_="all"
         )
@@ -97,7 +105,7 @@ class SegmentationModule(pl.LightningModule):
         # scalars; NaN (no ground truth and no prediction anywhere) is logged as NaN, never as 0
         for key in ("mIoU", "mAcc", "aAcc", "fwIoU", "mDice"):
             self.log(f"val/{key}", float(metrics[key]), prog_bar=key == "mIoU", sync_dist=False, rank_zero_only=True)
-        for i, name in enumerate(self.class_names):
+        for i, name in enumerate(self.metric_names):
             self.log(f"val/iou/{name}", float(metrics["IoU"][i]), rank_zero_only=True)
             self.log(f"val/acc/{name}", float(metrics["Acc"][i]), rank_zero_only=True)
 
@@ -154,5 +162,5 @@ class SegmentationModule(pl.LightningModule):
         hparams["adapter"] = {**hparams["adapter"], "pretrained": None}
         model = cls(**hparams)
         model.load_state_dict(ckpt["state_dict"])
-        model.checkpoint_step = int(ckpt.get("global_step", 0))
+        model.loaded_step = int(ckpt.get("global_step", 0))
         return model
