@@ -44,6 +44,9 @@ class SegmentationModule(pl.LightningModule):
         ignore_index: label value left out of loss and metrics.
         dataset: name / version / taxonomy ids of the data the model is trained on (stored in the
             checkpoint so ``segval eval`` can refuse another taxonomy).
+        nan_check_interval: a non-finite loss is recorded on the device every step without a
+            host sync, and raised every this many steps and always before a validation or a
+            checkpoint, so no NaN weights are ever saved.
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class SegmentationModule(pl.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         ignore_index: int = 255,
         dataset: Mapping[str, Any] | None = None,
+        nan_check_interval: int = 50,
     ) -> None:
         super().__init__()
         adapter, optimizer, scheduler, dataset = map(_plain, (adapter, optimizer, scheduler, dataset))
@@ -71,6 +75,9 @@ class SegmentationModule(pl.LightningModule):
         self.val_confmat = ConfusionMatrix(num_classes, ignore_index=ignore_index)
         #: metrics of the last finished validation: semantic_metrics(...) plus "confmat" and "step"
         self.last_metrics: dict[str, Any] | None = None
+        self.nan_check_interval = max(1, int(nan_check_interval))
+        # first step whose training loss was not finite (-1: none); updated on the device, no sync
+        self.register_buffer("first_nonfinite_step", torch.tensor(-1, dtype=torch.long), persistent=False)
 
     # -- steps ---------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -79,20 +86,43 @@ class SegmentationModule(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _ = self.adapter(batch["image"], batch["mask"])
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"the training loss is {loss.item()} at step {self.global_step} (batch {batch_idx}); "
-                "lower model.optimizer.lr, check the data (`segval data check`), or resume from the last good "
-                "checkpoint with ckpt_path=<run>/checkpoints/last.ckpt"
-            )
+        first = self.first_nonfinite_step
+        hit = ~torch.isfinite(loss.detach()) & (first < 0)
+        first.copy_(torch.where(hit, torch.full_like(first, self.global_step), first))
+        if self.global_step % self.nan_check_interval == 0:
+            self.raise_if_nonfinite()
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
         return loss
 
-    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+    def raise_if_nonfinite(self) -> None:
+        """Stop training (naming the step) if a training loss was NaN or infinite (one host sync)."""
+        step = int(self.first_nonfinite_step)
+        if step >= 0:
+            raise TrainingError(
+                f"the training loss became NaN or infinite at step {step}; lower model.optimizer.lr, check the "
+                "data (`segval data check`), or resume from the last good checkpoint with "
+                "ckpt_path=<run>/checkpoints/last.ckpt"
+            )
+
+    def on_validation_start(self) -> None:
+        if self.trainer.training or self.trainer.state.fn == "fit":
+            self.raise_if_nonfinite()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.raise_if_nonfinite()  # never save weights trained through a NaN
+
+    def on_train_end(self) -> None:
+        self.raise_if_nonfinite()
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Returns ``{"logits": float[B, C, H, W], "preds": long[B, H, W]}`` for the analysis callbacks
+        (Lightning hands them to ``on_validation_batch_end`` and keeps nothing)."""
         loss, logits = self.adapter(batch["image"], batch["mask"])
-        self.val_confmat.update(logits.argmax(dim=1), batch["mask"])
-        if loss is not None and torch.isfinite(loss):
+        preds = logits.argmax(dim=1)
+        self.val_confmat.update(preds, batch["mask"])
+        if loss is not None:
             self.log("val/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
+        return {"logits": logits.detach(), "preds": preds}
 
     def on_validation_epoch_start(self) -> None:
         self.val_confmat.reset()
