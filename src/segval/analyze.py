@@ -5,8 +5,9 @@ Two ways in:
 * ``run_dir=<train or eval run directory>``: reads ``metrics.json`` and ``confusion_matrix.npy`` (required)
   and ``per_image.csv`` / ``boundary_iou.json`` (used when present); nothing is predicted again
   (except the few mosaic images, when the run's checkpoint is still there).
-* ``ckpt_path=<checkpoint>`` (+ ``data=...``, ``split=...``): evaluates it first, exactly as
-  ``segval eval`` does, into this run's directory, then analyses that.
+* ``ckpt_path=<checkpoint>`` (+ ``data=...``, ``split=...``): evaluates it first as ``segval eval``
+  does, with the analysis callbacks of ``callbacks:`` (per_image.csv, boundary_iou.json,
+  class_table.csv), into this run's directory, then analyses that.
 
 Train-split class statistics (the few-examples / small-objects evidence) come from the dataset that
 ``metrics.json`` names; when it cannot be opened the analysis goes on without them and says so.
@@ -121,7 +122,8 @@ def load_run(run_dir: str | Path) -> RunFiles:
     try:
         confmat = np.load(run_dir / "confusion_matrix.npy", allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise SegvalError(f"{run_dir / 'confusion_matrix.npy'}: cannot read it ({err}); run segval eval again") from None
+        raise SegvalError(f"{run_dir / 'confusion_matrix.npy'}: cannot read it ({err}); "
+                          "run segval eval again") from None
     n = len(metrics["per_class"])
     if confmat.shape != (n, n):
         raise SegvalError(f"{run_dir / 'confusion_matrix.npy'} is {confmat.shape} but metrics.json has {n} classes; "
@@ -295,12 +297,12 @@ def _checks(run: RunFiles, notes: list[str]) -> None:
     if absent:
         notes.append(f"never seen in split {run.metrics.get('split')!r} (no ground truth, no prediction), reported as "
                      f"absent, not 0: {', '.join(absent)}")
+    fix = ("the analysis callbacks write it during validation (or run segval analyze ckpt_path=<checkpoint>, "
+           "which evaluates with them)")
     if run.per_image is None:
-        notes.append("no per_image.csv in the run directory: no per-image scores (worst images by label quality); "
-                     "the analysis callbacks write it during validation")
+        notes.append(f"no per_image.csv in {run.run_dir}: no per-image scores (worst images, label quality); {fix}")
     if run.boundary is None:
-        notes.append("no boundary_iou.json in the run directory: no boundary evidence; the analysis callbacks write "
-                     "it during validation")
+        notes.append(f"no boundary_iou.json in {run.run_dir}: no boundary-IoU evidence; {fix}")
 
 
 def analyze(cfg: DictConfig) -> dict[str, Any]:
@@ -320,9 +322,12 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     agreement = load_agreement(cfg.get("agreement"))
     notes: list[str] = []
     if cfg.ckpt_path:
-        run_dir = _evaluate(cfg, out_dir)
-        if run_dir is None:  # not rank zero
+        from segval.eval import evaluate
+
+        evaluate(cfg)  # writes metrics.json, confusion matrix and the analysis files into out_dir
+        if not _is_global_zero():
             return {}
+        run_dir = out_dir
     else:
         run_dir = Path(cfg.run_dir).expanduser().resolve()
     run = load_run(run_dir)
@@ -375,19 +380,10 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
     return findings
 
 
-def _evaluate(cfg: DictConfig, out_dir: Path) -> Path | None:
-    """Evaluate ``cfg.ckpt_path`` as ``segval eval`` does, into ``out_dir``; None on ranks other than 0."""
-    from lightning.pytorch.utilities import rank_zero_only
+def _is_global_zero() -> bool:
+    import torch.distributed as dist
 
-    from segval.eval import evaluate
-    from segval.runtime import build_datamodule
-
-    dm = build_datamodule(cfg)
-    if len(dm.dataset(cfg.split)) == 0:
-        raise ConfigError(f"split {cfg.split!r} of {dm.dataset_info()['source']} has no images; nothing to evaluate: "
-                          "choose another split= or add images to it")
-    evaluate(cfg)
-    return out_dir if rank_zero_only.rank == 0 else None
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 @segval_app("analyze")

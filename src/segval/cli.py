@@ -10,6 +10,7 @@ import sys
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("train",): ("segval.train", "train a baseline on a dataset package; writes checkpoints and metrics.json"),
     ("eval",): ("segval.eval", "evaluate a checkpoint on any split (ckpt_path=... data=...)"),
+    ("analyze",): ("segval.analyze", "why weak classes are weak: findings.json + report (run_dir=... or ckpt_path=...)"),
     ("data", "render"): ("segval.data_render", "render the demo tabletop dataset package (pybullet)"),
     ("data", "check"): ("segval.data_check", "validate a dataset package or COCO export and print a summary"),
 }

@@ -19,6 +19,8 @@ log = logging.getLogger("segval")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate ``cfg.ckpt_path`` on ``cfg.split`` with the callbacks of ``cfg.callbacks`` (the analysis
+    stage by default); writes metrics.json and the confusion matrix into the run directory (rank 0)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     model = SegmentationModule.from_checkpoint(cfg.ckpt_path)
@@ -28,14 +30,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             f"the checkpoint was trained on the classes {model.class_names} but the dataset has {dm.class_names}; "
             "evaluate it on a dataset with the same taxonomy"
         )
-    if cfg.data.validate:
-        from segval.dataset.validate import validate_package
-
-        if not dm.plain_coco:
-            validate_package(dm.load(), splits=[cfg.split])
-    loader = dm.eval_dataloader(cfg.split)
-    trainer = build_trainer(cfg, callbacks=[], loggers=build_group(cfg.get("logger"), "logger"))
-    trainer.validate(model, dataloaders=loader, verbose=False)
+    if len(dm.dataset(cfg.split)) == 0:
+        raise ConfigError(f"split {cfg.split!r} of {dm.dataset_info()['source']} has no images; nothing to evaluate: "
+                          "choose another split= or add images to it")
+    dm.evaluate_on(cfg.split)  # checked (data.validate) and loaded by Lightning, one image per rank under DDP
+    callbacks = build_group(cfg.get("callbacks"), "callback")
+    trainer = build_trainer(cfg, callbacks=callbacks, loggers=build_group(cfg.get("logger"), "logger"))
+    trainer.validate(model, datamodule=dm, verbose=False)
     info = dm.dataset_info()
     payload = metrics_payload(
         model.last_metrics, dm.class_names, class_ids=dm.taxonomy.ids, dataset=info, split=cfg.split,

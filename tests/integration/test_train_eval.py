@@ -80,16 +80,26 @@ def test_eval_reproduces_the_best_checkpoint_metrics(trained: Path, shapes_root:
     assert json.loads((out / "metrics.json").read_text())["split"] == "val"
 
 
-def test_ddp_eval_on_two_cpu_processes_matches_one_process(trained: Path, shapes_root: Path) -> None:
+def test_ddp_eval_on_two_cpu_processes_matches_one_process(trained: Path, tmp_path: Path) -> None:
+    from segval.demo.shapes import write_shapes_package
+
+    odd = write_shapes_package(tmp_path / "odd", images={"train": 2, "val": 5}, seed=3)  # 5 images on 2 ranks
     best = next((trained / "checkpoints").glob("best-step*.ckpt"))
-    out = trained.parent / "eval_ddp"
-    res = run_segval("eval", f"ckpt_path={best}", "data=package", f"data.root={shapes_root}", "data.num_workers=0",
-                     "data.val_batch_size=1", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                     "trainer.precision=32-true", "trainer.sync_batchnorm=false", f"hydra.run.dir={out}",
-                     cwd=trained.parent)
-    assert res.returncode == 0, res.output
-    # each of the 4 val images counted exactly once across the 2 ranks (no sampler padding)
-    np.testing.assert_array_equal(np.load(out / "confusion_matrix.npy"), np.load(trained / "confusion_matrix.npy"))
+    common = ["eval", f"ckpt_path={best}", "data=package", f"data.root={odd}", "data.num_workers=0",
+              "data.val_batch_size=1"]
+    one = run_segval(*common, f"hydra.run.dir={tmp_path / 'one'}", cwd=tmp_path)
+    assert one.returncode == 0, one.output
+    two = run_segval(*common, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                     "trainer.precision=32-true", "trainer.sync_batchnorm=false", f"hydra.run.dir={tmp_path / 'two'}",
+                     cwd=tmp_path)
+    assert two.returncode == 0, two.output
+    # each of the 5 val images counted exactly once across the 2 ranks (no sampler padding)
+    conf = np.load(tmp_path / "two" / "confusion_matrix.npy")
+    assert conf.sum() == 5 * 64 * 64
+    np.testing.assert_array_equal(conf, np.load(tmp_path / "one" / "confusion_matrix.npy"))
+    with open(tmp_path / "two" / "per_image.csv") as f:
+        assert sorted(int(r["image_id"]) for r in csv.DictReader(f)) == sorted(
+            int(r["image_id"]) for r in csv.DictReader(open(tmp_path / "one" / "per_image.csv")))
 
 
 def test_eval_on_another_split(trained: Path, shapes_root: Path) -> None:

@@ -159,10 +159,12 @@ def test_label_quality_softmin_properties() -> None:
     target = torch.zeros(1, 10, 10, dtype=torch.long)
     q = per_image_scores(logits, target)[0]["label_quality"]
     w = np.exp(-np.array([0.05] + [0.99] * 99) / 0.1)
-    assert q == pytest.approx(float((np.array([0.05] + [0.99] * 99) * w).sum() / w.sum()), rel=1e-6)  # logits scored in float32
+    scores = np.array([0.05] + [0.99] * 99)
+    assert q == pytest.approx(float((scores * w).sum() / w.sum()), rel=1e-6)  # logits scored in float32
     assert q < 0.97 < float(s.mean())
     # a large temperature tends to the mean, a tiny one to the minimum (no underflow: weights shifted)
-    assert per_image_scores(logits, target, temperature=1e4)[0]["label_quality"] == pytest.approx(float(s.mean()), rel=1e-4)
+    mean_like = per_image_scores(logits, target, temperature=1e4)[0]["label_quality"]
+    assert mean_like == pytest.approx(float(s.mean()), rel=1e-4)
     assert per_image_scores(logits, target, temperature=1e-4)[0]["label_quality"] == pytest.approx(0.05, rel=1e-6)
 
 
@@ -283,3 +285,24 @@ def test_label_quality_equals_cleanlab() -> None:
     ref, _ = rank.get_label_quality_scores(target.numpy(), probs, method="softmin", downsample=1, verbose=False)
     got = np.array([r["label_quality"] for r in per_image_scores(logits, target)])
     np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_equals_cpu() -> None:
+    logits, target = random_batch(12, 3, 19, 30, 40)
+    cpu = per_image_scores(logits, target)
+    gpu = per_image_scores(logits.cuda(), target.cuda())
+    for a, b in zip(gpu, cpu):
+        assert_rows_equal(a, b)
+    nll = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE, reduction="none")
+    for a, b in zip(per_image_scores(logits.cuda(), target.cuda(), nll=nll.cuda()), cpu):
+        assert_rows_equal(a, b)
+
+
+def test_given_nll_equals_computed() -> None:
+    logits, target = random_batch(13, 2, 7, 9, 11)
+    nll = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGNORE, reduction="none")
+    for a, b in zip(per_image_scores(logits, target, nll=nll), per_image_scores(logits, target)):
+        assert_rows_equal(a, b)
+    with pytest.raises(ValueError, match="nll shape"):
+        per_image_scores(logits, target, nll=nll[:, :3])

@@ -12,14 +12,17 @@ the ground truth nor in the prediction anywhere).
 How it is computed. Eroding a one-pixel-zero-padded mask ``d`` times with a 3x3 kernel equals a
 ``(2d+1) x (2d+1)`` min filter whose outside is 0. A pixel of class ``c`` therefore survives the
 erosion of ``(L == c)`` exactly when its ``(2d+1)`` window lies inside the image and holds ``c``
-only, i.e. when the window of the label map ``L`` is *uniform* (its max equals its min) and does
-not cross the image border. So, for every class at once, the boundary of ``(L == c)`` is
-``{p : L[p] == c and not uniform(p)}``: one max filter and one min filter of the label map (as
-separable ``max_pool2d`` passes over ``[B, 4, H, W]``: ground truth and prediction, each with its
-negation) and three ``bincount`` calls per batch, with no per-class loop, no one-hot and no
-index narrower than int64. (This is not Detectron2's semantic shortcut, which min-erodes the label
-*values* — wrong wherever a class meets a class with a smaller index — and builds its index in
-uint8; the tests check every class against an independent per-class OpenCV implementation.)
+only, i.e. when the window of the label map ``L`` is *uniform* and does not cross the image
+border. So, for every class at once, the boundary of ``(L == c)`` is
+``{p : L[p] == c and not uniform(p)}``. A window is uniform when each of its rows and its centre
+column are constant, which cumulative sums of the "label changes" between neighbours answer for
+every pixel in a few integer ops whatever ``d`` is; then three ``bincount`` calls give the counts.
+No per-class
+loop, no one-hot, no float, and labels are never combined into an index (they are stored as
+uint8 up to 254 classes, where only equality is used). (This is not Detectron2's semantic
+shortcut, which min-erodes the label *values* — wrong wherever a class meets a class with a
+smaller index — and builds its index in uint8; the tests check every class against an
+independent per-class OpenCV implementation.)
 
 Ignore pixels (``target == ignore_index``): the reference has no void label. Here an ignored
 pixel belongs to no class in the ground truth (it is background of every class mask) *and* the
@@ -51,6 +54,39 @@ from segval.analysis.functional import (
 __all__ = ["BoundaryIoU", "boundary_counts", "boundary_dilation", "boundary_iou_from_counts"]
 
 
+def _void_and_check(preds: Tensor, target: Tensor, num_classes: int, ignore_index: int | None) -> Tensor:
+    """bool[*S] void pixels (``target == ignore_index``) after checking every other label is in ``[0, C)``.
+
+    One ``aminmax`` of each input and a single host sync in the common case; the masked checks run
+    only when a value lies outside ``[0, C)`` (void values, or predictions at void pixels).
+
+    Raises:
+        ValueError: a target value outside ``[0, C)`` that is not ``ignore_index``, or a predicted
+            label outside ``[0, C)`` at a non-void pixel (the values are named).
+    """
+    void = target == ignore_index if ignore_index is not None else torch.zeros_like(target, dtype=torch.bool)
+    if target.numel() == 0:
+        return void
+    t_min, t_max, p_min, p_max = torch.stack(
+        [v.long() for v in (*torch.aminmax(target), *torch.aminmax(preds))]
+    ).tolist()
+    if t_min < 0 or t_max >= num_classes:
+        bad = ((target < 0) | (target >= num_classes)) & ~void
+        if bool(bad.any()):
+            raise ValueError(
+                f"target holds values outside [0, {num_classes}) that are not ignore_index={ignore_index}: "
+                f"{_format_values(target[bad])}; check num_classes and that targets are train indices, "
+                "not category ids"
+            )
+    if p_min < 0 or p_max >= num_classes:
+        bad = ((preds < 0) | (preds >= num_classes)) & ~void
+        if bool(bad.any()):
+            raise ValueError(
+                f"preds holds labels outside [0, {num_classes}) at non-ignored pixels: {_format_values(preds[bad])}"
+            )
+    return void
+
+
 def boundary_dilation(height: int, width: int, dilation_ratio: float = 0.02) -> int:
     """Erosion iterations of the reference: ``max(1, round(dilation_ratio * image diagonal))``.
 
@@ -73,19 +109,43 @@ def _check_ratio(dilation_ratio: Any) -> float:
     return ratio
 
 
+def _window_sums(x: Tensor, width: int, dim: int, dtype: torch.dtype) -> Tensor:
+    """Sums of ``width`` consecutive entries of the bool tensor ``x`` along ``dim`` (one cumulative sum).
+
+    Entry ``i`` of the result covers entries ``i .. i + width - 1``; the length along ``dim`` is
+    ``x.shape[dim] - width + 1``. ``dtype`` must hold ``x.shape[dim]``.
+    """
+    n = x.shape[dim]
+    shape = list(x.shape)
+    shape[dim] = n + 1
+    s = torch.zeros(shape, dtype=dtype, device=x.device)
+    torch.cumsum(x, dim, dtype=dtype, out=s.narrow(dim, 1, n))
+    return s.narrow(dim, width, n + 1 - width) - s.narrow(dim, 0, n + 1 - width)
+
+
 def _non_uniform(labels: Tensor, d: int) -> Tensor:
     """bool[B, K, H, W]: the (2d+1) square window around the pixel crosses the border or holds two values.
 
-    ``labels`` float[B, K, H, W] holds values >= 0; the outside is padded with -1, so a window that
-    crosses the border has min -1 != max.
+    A window inside the image is uniform exactly when each of its rows is constant and its centre
+    column is constant. Both are counts of "label changes" between neighbours
+    (``labels[x] != labels[x + 1]``) over sliding 1-D windows, computed with cumulative sums:
+    exact integer arithmetic, and a cost that does not depend on ``d``. Pixels closer than ``d`` to
+    the border are always non-uniform (their window reaches the zero padding of the reference).
     """
-    k = 2 * d + 1
-    x = F.pad(labels, (d, d, d, d), value=-1.0)  # (B, K, H+2d, W+2d)
-    both = torch.cat([x, -x], dim=1)  # max filter of x and of -x (= -min filter of x)
-    both = F.max_pool2d(both, kernel_size=(1, k), stride=1)  # (B, 2K, H+2d, W)
-    both = F.max_pool2d(both, kernel_size=(k, 1), stride=1)  # (B, 2K, H, W)
-    kk = labels.shape[1]
-    return both[:, :kk] != -both[:, kk:]
+    b, k, h, w = labels.shape
+    out = torch.ones(b, k, h, w, dtype=torch.bool, device=labels.device)
+    if h <= 2 * d or w <= 2 * d:  # no window fits inside the image
+        return out
+    dt = torch.int16 if max(h, w) < 2**15 else torch.int32  # counts never exceed H or W
+    change_x = labels[..., :, 1:] != labels[..., :, :-1]  # (B, K, H, W-1): pair (x, x+1)
+    # row y of the window of (y, x) is constant <=> no change among the pairs x-d .. x+d-1
+    row_changes = _window_sums(change_x, 2 * d, -1, dt).bool()  # (B, K, H, W-2d), column j <-> x = j + d
+    rows_bad = _window_sums(row_changes, 2 * d + 1, -2, dt)  # (B, K, H-2d, W-2d): rows y-d .. y+d
+    centre = labels[..., d : w - d]
+    change_y = centre[..., 1:, :] != centre[..., :-1, :]  # (B, K, H-1, W-2d): pair (y, y+1) at column x
+    col_bad = _window_sums(change_y, 2 * d, -2, dt)  # (B, K, H-2d, W-2d): pairs y-d .. y+d-1
+    out[..., d : h - d, d : w - d] = rows_bad.bool() | col_bad.bool()  # counts >= 0: bool() is "> 0"
+    return out
 
 
 def boundary_counts(
@@ -148,36 +208,34 @@ def boundary_counts(
     h, w = target.shape[-2:]
     d = boundary_dilation(h, w, ratio)
 
-    target = target.long()
-    preds = preds.to(device=device, dtype=torch.long)
-    void = (target == ignore_index) if ignore_index is not None else torch.zeros_like(target, dtype=torch.bool)
-    t_chk, p_chk = target.masked_fill(void, 0), preds.masked_fill(void, 0)
-    t_min, t_max, p_min, p_max = torch.stack([*torch.aminmax(t_chk), *torch.aminmax(p_chk)]).tolist()
-    if t_min < 0 or t_max >= num_classes:
-        bad = t_chk[(t_chk < 0) | (t_chk >= num_classes)]
-        raise ValueError(
-            f"target holds values outside [0, {num_classes}) that are not ignore_index={ignore_index}: "
-            f"{_format_values(bad)}; check num_classes and that targets are train indices"
-        )
-    if p_min < 0 or p_max >= num_classes:
-        bad = p_chk[(p_chk < 0) | (p_chk >= num_classes)]
-        raise ValueError(f"preds holds labels outside [0, {num_classes}) at non-ignored pixels: {_format_values(bad)}")
-    # C = "no class": void in the ground truth, and the prediction at void pixels
-    gt = target.masked_fill(void, num_classes)  # (B, H, W) values in [0, C]
-    pr = preds.masked_fill(void, num_classes)  # (B, H, W)
+    preds = preds.to(device)
+    void = _void_and_check(preds, target, num_classes, ignore_index)  # (B, H, W)
 
-    labels = torch.stack([gt, pr], dim=1).to(torch.float32)  # (B, 2, H, W), exact up to 2^24
+    # Label maps shifted by one: class c -> c + 1, and C + 1 = "no class" (void in the ground truth,
+    # and the prediction at void pixels), so that 0 can mean "not counted" in the bincounts below.
+    # Stored in the narrowest dtype holding C + 1: labels are only compared for equality and counted,
+    # never combined into an index, so uint8 is exact up to 254 classes.
+    dtype = torch.uint8 if num_classes <= 254 else torch.int16 if num_classes < 2**15 - 1 else torch.int32
+    labels = torch.empty((target.shape[0], 2, h, w), dtype=dtype, device=device)  # (B, 2, H, W)
+    labels[:, 0] = target  # values at void pixels may wrap around here: they are overwritten below
+    labels[:, 1] = preds
+    labels += 1
+    # void -> C + 1 by arithmetic (multiplying by a mask is far faster than masked_fill on the CPU)
+    void_l = void.unsqueeze(1).to(dtype)  # (B, 1, H, W) 0 / 1
+    labels *= 1 - void_l
+    labels += void_l * (num_classes + 1)
     edge = _non_uniform(labels, d)  # (B, 2, H, W)
-    gb = edge[:, 0] & ~void  # ground-truth boundary pixels (of the class gt[p])
-    pb = edge[:, 1] & ~void  # predicted boundary pixels (of the class pr[p])
+    edge &= ~void.unsqueeze(1)  # void pixels belong to no class
+    gt, pr = labels[:, 0], labels[:, 1]
+    gb, pb = edge[:, 0], edge[:, 1]  # boundary pixels of the ground truth / prediction (of class gt / pr)
     both = gb & pb & (gt == pr)
 
-    dump = num_classes  # masked-out pixels go to an extra bin that is dropped
-    n = num_classes + 1
-    g_cnt = torch.bincount(gt.masked_fill(~gb, dump).flatten(), minlength=n)[:num_classes]
-    p_cnt = torch.bincount(pr.masked_fill(~pb, dump).flatten(), minlength=n)[:num_classes]
-    inter = torch.bincount(gt.masked_fill(~both, dump).flatten(), minlength=n)[:num_classes]
-    return inter, g_cnt + p_cnt - inter
+    # masks applied by multiplying with bools: far faster than masked_fill with scattered masks (CPU)
+    n = num_classes + 1  # bin 0: pixels not counted; bins 1..C: classes 0..C-1
+    g_cnt = torch.bincount((gt * gb).flatten(), minlength=n)[1:n]
+    p_cnt = torch.bincount((pr * pb).flatten(), minlength=n)[1:n]
+    inter = torch.bincount((gt * both).flatten(), minlength=n)[1:n]
+    return inter.long(), (g_cnt + p_cnt - inter).long()
 
 
 def boundary_iou_from_counts(intersection: Any, union: Any) -> Tensor:

@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from segval.analysis.functional import _check_ignore_index, _format_values
+from segval.analysis.boundary import _void_and_check
+from segval.analysis.functional import _check_ignore_index
 from segval.io import atomic_path
 
 __all__ = [
@@ -62,6 +64,17 @@ _INT_COLUMNS = {"image_id", "pixels", "top_confused_pixels"}
 _NAME_COLUMNS = {"top_confused_gt", "top_confused_pred"}
 
 
+def _confusion(preds: Tensor, target: Tensor, void: Tensor, num_classes: int) -> Tensor:
+    """int64[B, C, C] per-image confusion matrices of checked labels (void pixels dropped)."""
+    b = target.shape[0]
+    c2 = num_classes * num_classes
+    idx = target.long() * num_classes + preds.long()  # (B, H, W); garbage at void pixels, dropped below
+    idx += torch.arange(0, b * c2, c2, device=target.device).view(b, 1, 1)  # one block of C*C bins per image
+    idx.masked_fill_(void, b * c2)  # void pixels: an extra bin, dropped
+    conf = torch.bincount(idx.flatten(), minlength=b * c2 + 1)[: b * c2]
+    return conf.view(b, num_classes, num_classes)
+
+
 def per_image_confusion(preds: Tensor, target: Tensor, num_classes: int, ignore_index: int | None = 255) -> Tensor:
     """One confusion matrix ``conf[b, gt, pred]`` per image, ``int64[B, C, C]``, with one ``bincount``.
 
@@ -77,53 +90,31 @@ def per_image_confusion(preds: Tensor, target: Tensor, num_classes: int, ignore_
     """
     if preds.shape != target.shape or target.ndim != 3:
         raise ValueError(f"preds {tuple(preds.shape)} and target {tuple(target.shape)} must both be [B, H, W]")
-    b = target.shape[0]
-    c2 = num_classes * num_classes
-    target = target.long()
-    preds = preds.to(device=target.device, dtype=torch.long)
-    void = target == ignore_index if ignore_index is not None else torch.zeros_like(target, dtype=torch.bool)
-    t = target.masked_fill(void, 0)
-    p = preds.masked_fill(void, 0)
-    if target.numel():
-        t_min, t_max, p_min, p_max = torch.stack([*torch.aminmax(t), *torch.aminmax(p)]).tolist()
-        if t_min < 0 or t_max >= num_classes:
-            raise ValueError(
-                f"target holds values outside [0, {num_classes}) that are not ignore_index={ignore_index}: "
-                f"{_format_values(t[(t < 0) | (t >= num_classes)])}"
-            )
-        if p_min < 0 or p_max >= num_classes:
-            raise ValueError(
-                f"preds holds labels outside [0, {num_classes}) at non-ignored pixels: "
-                f"{_format_values(p[(p < 0) | (p >= num_classes)])}"
-            )
-    image = torch.arange(b, device=target.device).view(b, 1, 1)
-    idx = image * c2 + t * num_classes + p  # (B, H, W)
-    idx.masked_fill_(void, b * c2)  # void pixels: an extra bin, dropped
-    conf = torch.bincount(idx.flatten(), minlength=b * c2 + 1)[: b * c2]
-    return conf.view(b, num_classes, num_classes)
+    preds = preds.to(target.device)
+    void = _void_and_check(preds, target, num_classes, _check_ignore_index(ignore_index))
+    return _confusion(preds, target, void, num_classes)
 
 
-def _self_confidence(logits: Tensor, target: Tensor, void: Tensor) -> Tensor:
-    """float64[B, H, W]: softmax(logits)[given label] (0 at void pixels, which are masked later)."""
-    x = logits.float()  # half precision logits (AMP) are scored in float32
-    label = target.masked_fill(void, 0).unsqueeze(1)  # (B, 1, H, W)
-    lse = torch.logsumexp(x, dim=1)  # (B, H, W)
-    return (x.gather(1, label).squeeze(1) - lse).exp().double()
+def _softmin(log_scores: Tensor, void: Tensor, temperature: float) -> Tensor:
+    """float64[B]: per image ``sum(s * w) / sum(w)``, ``w = exp(-s / T)``, ``s = exp(log_scores)``
+    over non-void pixels (NaN when there is none).
 
-
-def _softmin(scores: Tensor, valid: Tensor, temperature: float) -> Tensor:
-    """float64[B]: per image ``sum(s * w) / sum(w)``, ``w = exp(-s / T)`` over valid pixels (NaN if none).
-
-    The weights are shifted by the image's lowest score (as cleanlab's ``softmax(shift=True)``),
-    which changes nothing mathematically and keeps small temperatures from underflowing.
+    ``s`` lies in [0, 1], so ``w`` lies in [exp(-1/T), 1]: in float32 (sums in float64) while that
+    cannot underflow (T >= 0.02); below, in float64 with the weights shifted by the image's lowest
+    score as cleanlab's ``softmax(shift=True)`` does (the factor cancels in the ratio).
     """
-    b = scores.shape[0]
-    s = scores.reshape(b, -1)
-    v = valid.reshape(b, -1)
-    s_min = s.masked_fill(~v, math.inf).amin(dim=1, keepdim=True) if s.shape[1] else s.new_zeros(b, 1)
-    w = torch.exp(-(s - s_min) / temperature).masked_fill(~v, 0.0)
-    den = w.sum(dim=1)
-    return torch.where(den > 0, (s * w).sum(dim=1) / den, torch.full_like(den, math.nan))
+    b = log_scores.shape[0]
+    keep = ~void.reshape(b, -1)
+    if temperature >= 0.02:
+        s = log_scores.reshape(b, -1).float().exp()  # (B, N) self-confidence in [0, 1]
+        w = s.mul(-1.0 / temperature).exp_().mul_(keep)  # (B, N), 0 at void
+    else:
+        s = log_scores.reshape(b, -1).double().exp()
+        s_min = s.masked_fill(~keep, math.inf).amin(dim=1, keepdim=True) if s.shape[1] else s.new_zeros(b, 1)
+        w = (s - s_min).mul_(-1.0 / temperature).exp_().mul_(keep)
+    den = w.sum(dim=1, dtype=torch.float64)
+    num = (s * w).sum(dim=1, dtype=torch.float64)
+    return torch.where(den > 0, num / den, torch.full_like(den, math.nan))
 
 
 def per_image_scores(
@@ -132,6 +123,7 @@ def per_image_scores(
     ignore_index: int | None = 255,
     *,
     preds: Tensor | None = None,
+    nll: Tensor | None = None,
     temperature: float = 0.1,
 ) -> list[dict[str, Any]]:
     """The per-image figures of a batch (one dict per image, in batch order).
@@ -141,6 +133,9 @@ def per_image_scores(
         target: train indices ``int[B, H, W]``, ``ignore_index`` for void.
         ignore_index: void value (255) or None.
         preds: ``long[B, H, W]`` = ``logits.argmax(1)`` when already computed (saves one argmax).
+        nll: ``float[B, H, W]`` = ``-log softmax(logits)[label]`` per pixel when already computed
+            (``F.cross_entropy(logits, target, reduction="none")``; any value at void pixels):
+            saves the softmax over all the logits, the dominant cost here.
         temperature: softmin temperature of the label-quality score (cleanlab's 0.1).
 
     Returns:
@@ -169,15 +164,27 @@ def per_image_scores(
             f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}: "
             f"expected [B, H, W] = {(b, *logits.shape[2:])} (logits at label resolution)"
         )
-    target = target.to(logits.device).long()
+    if target.is_floating_point() or (preds is not None and preds.is_floating_point()):
+        raise ValueError("target and preds must hold integer labels (train indices, 255 = ignore)")
+    target = target.to(logits.device)
     if preds is None:
         preds = logits.argmax(dim=1)
-    conf = per_image_confusion(preds, target, num_classes, ignore_index)  # (B, C, C), checks the labels
-    void = target == ignore_index if ignore_index is not None else torch.zeros_like(target, dtype=torch.bool)
-    quality = _softmin(_self_confidence(logits, target, void), ~void, float(temperature))  # (B,)
+    if preds.shape != target.shape:
+        raise ValueError(f"preds shape {tuple(preds.shape)} does not match target shape {tuple(target.shape)}")
+    preds = preds.to(logits.device)
+    void = _void_and_check(preds, target, num_classes, ignore_index)  # (B, H, W)
+    conf = _confusion(preds, target, void, num_classes)  # (B, C, C)
+    if nll is not None:
+        if tuple(nll.shape) != tuple(target.shape):
+            raise ValueError(f"nll shape {tuple(nll.shape)} does not match target shape {tuple(target.shape)}")
+        log_s = -nll.to(logits.device)  # (B, H, W) log self-confidence
+    else:
+        # log softmax then gather: the fastest exact route on the CPU (logits scored in >= float32)
+        label = target.long().masked_fill(void, 0).unsqueeze(1)  # (B, 1, H, W)
+        log_s = F.log_softmax(logits.float(), dim=1).gather(1, label).squeeze(1)  # (B, H, W)
+    quality = _softmin(log_s, void, float(temperature)).cpu()  # (B,)
 
     conf = conf.cpu()
-    quality = quality.cpu()
     tp = conf.diagonal(dim1=1, dim2=2)  # (B, C)
     gt = conf.sum(dim=2)  # (B, C)
     pr = conf.sum(dim=1)  # (B, C)

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch.distributed as dist
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from segval.datamodules.dataset import SegmentationDataset, pad_collate
@@ -102,6 +104,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.package: Any = None
         self._holdout: dict[str, list[int]] | None = None
         self._validated = False
+        #: the split validation runs on when set (segval eval / analyze); else val_split
+        self.eval_split: str | None = None
         self.data_train: SegmentationDataset | None = None
         self.data_val: SegmentationDataset | None = None
 
@@ -184,16 +188,28 @@ class SegmentationDataModule(pl.LightningDataModule):
             from segval.dataset.validate import validate_package
 
             pkg = self.load()
-            splits = [PLAIN_COCO_SPLIT] if self.plain_coco else sorted({self.train_split, self.val_split})
+            if self.plain_coco:
+                splits = [PLAIN_COCO_SPLIT]
+            elif self.eval_split is not None:
+                splits = [self.eval_split]
+            else:
+                splits = sorted({self.train_split, self.val_split})
             validate_package(pkg, splits=splits)
             self._validated = True
+
+    def evaluate_on(self, split: str) -> None:
+        """Make ``split`` the one validation runs on (``segval eval split=...``); checked at once."""
+        self._split_and_indices(split)
+        self.eval_split = split
+        self.data_val = None
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.data_train is None:
             split, idx = self._split_and_indices("train" if self.plain_coco else self.train_split)
             self.data_train = SegmentationDataset(split, self.format, self.train_transform, self.normalize, idx)
         if stage in (None, "fit", "validate") and self.data_val is None:
-            split, idx = self._split_and_indices("val" if self.plain_coco else self.val_split)
+            name = self.eval_split or ("val" if self.plain_coco else self.val_split)
+            split, idx = self._split_and_indices(name)
             self.data_val = SegmentationDataset(split, self.format, self.val_transform, self.normalize, idx)
 
     def dataset(self, split: str) -> SegmentationDataset:
@@ -204,10 +220,16 @@ class SegmentationDataModule(pl.LightningDataModule):
     def _loader(self, dataset: SegmentationDataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
         if len(dataset) == 0:
             raise ConfigError(f"the {'training' if shuffle else 'evaluation'} split is empty")
+        sampler = None
+        if not shuffle and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # evaluation under DDP: every image on exactly one rank (Lightning's DistributedSampler would
+            # repeat images to even out the ranks, and they would count twice in the confusion matrix)
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last and len(dataset) >= batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

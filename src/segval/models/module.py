@@ -128,6 +128,9 @@ class SegmentationModule(pl.LightningModule):
         self.val_confmat.reset()
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # a few batches only: never mistaken for a validation
+            self.val_confmat.reset()
+            return
         confmat = self.val_confmat.compute().cpu()  # (C, C) int64, summed over ranks
         self.val_confmat.reset()
         metrics = semantic_metrics(confmat)

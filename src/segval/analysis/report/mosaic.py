@@ -220,7 +220,8 @@ def render_mosaic(
                bbox_to_anchor=(0.5, 0.0))
     heading = title or "Worst images"
     if not with_pred:
-        heading += "\n" + "\n".join(textwrap.wrap(f"predictions not available: {missing_predictions or 'no checkpoint'}", 90))
+        why = missing_predictions or "no checkpoint"
+        heading += "\n" + "\n".join(textwrap.wrap(f"predictions not available: {why}", 90))
     fig.suptitle(mpl_text(heading), fontsize=10)
     fig.subplots_adjust(left=0.02, right=0.98, top=1 - 0.75 / fig.get_figheight(), bottom=0.45 / fig.get_figheight(),
                         hspace=0.35, wspace=0.04)

@@ -27,10 +27,15 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 __all__ = [
     "GROUP_COLORS",
+    "PLOT_TITLES",
     "boundary_scatter",
+    "boundary_scatter_figure",
     "confusion_heatmap",
+    "confusion_heatmap_figure",
     "frequency_scatter",
+    "frequency_scatter_figure",
     "iou_bars",
+    "iou_bars_figure",
     "mpl_text",
     "report_plots",
 ]
@@ -89,6 +94,11 @@ def _group_legend(groups: Sequence[str]) -> list[Patch]:
 
 # ---------------------------------------------------------------------------------------- IoU bars
 def iou_bars(rows: Sequence[Mapping[str, Any]], *, title: str = "Per-class IoU") -> bytes:
+    """PNG of :func:`iou_bars_figure`."""
+    return _png(iou_bars_figure(rows, title=title))
+
+
+def iou_bars_figure(rows: Sequence[Mapping[str, Any]], *, title: str = "Per-class IoU") -> Figure:
     """Horizontal bars of per-class IoU coloured by taxonomy group, each class's threshold as a black tick.
 
     Args:
@@ -97,7 +107,7 @@ def iou_bars(rows: Sequence[Mapping[str, Any]], *, title: str = "Per-class IoU")
             "absent" instead of a bar).
 
     Returns:
-        PNG bytes.
+        the figure (one bar patch per class, in order; absent classes: an empty hatched bar).
     """
     n = len(rows)
     fs = _font_size(n)
@@ -129,11 +139,17 @@ def iou_bars(rows: Sequence[Mapping[str, Any]], *, title: str = "Per-class IoU")
     handles: list[Any] = _group_legend([_group(r) for r in rows if not _is_absent(r)])
     handles.append(Line2D([], [], color="black", linewidth=1.6, label="threshold"))
     ax.legend(handles=handles, loc="lower right", fontsize=fs - 1, framealpha=0.9)
-    return _png(fig)
+    return fig
 
 
 # ---------------------------------------------------------------------------------------- confusion
 def confusion_heatmap(confmat: Any, class_names: Sequence[str], *, title: str = "Confusion (row-normalised)") -> bytes:
+    """PNG of :func:`confusion_heatmap_figure`."""
+    return _png(confusion_heatmap_figure(confmat, class_names, title=title))
+
+
+def confusion_heatmap_figure(confmat: Any, class_names: Sequence[str], *,
+                             title: str = "Confusion (row-normalised)") -> Figure:
     """Row-normalised confusion matrix ``conf[gt, pred]`` as a heatmap with the class names on both axes.
 
     Each row is divided by the ground-truth pixels of its class; a class without ground truth has
@@ -144,7 +160,7 @@ def confusion_heatmap(confmat: Any, class_names: Sequence[str], *, title: str = 
         class_names: C names.
 
     Returns:
-        PNG bytes.
+        the figure (its image holds the row-normalised matrix, rows without GT masked).
 
     Raises:
         ValueError: ``confmat`` is not C x C for the C names given.
@@ -177,7 +193,7 @@ def confusion_heatmap(confmat: Any, class_names: Sequence[str], *, title: str = 
                 if not np.isnan(v) and v >= 0.005:
                     ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=fs - 1,
                             color="white" if v > 0.6 else "black")
-    return _png(fig)
+    return fig
 
 
 def _blues(n: int) -> np.ndarray:
@@ -206,6 +222,19 @@ def frequency_scatter(
     threshold: float | None = None,
     title: str = "Training examples vs IoU",
 ) -> bytes | None:
+    """PNG of :func:`frequency_scatter_figure` (None when it has no data)."""
+    fig = frequency_scatter_figure(rows, train_stats, measure=measure, threshold=threshold, title=title)
+    return None if fig is None else _png(fig)
+
+
+def frequency_scatter_figure(
+    rows: Sequence[Mapping[str, Any]],
+    train_stats: Mapping[str, Mapping[str, Any]],
+    *,
+    measure: str = "auto",
+    threshold: float | None = None,
+    title: str = "Training examples vs IoU",
+) -> Figure | None:
     """Class frequency in the TRAIN split (log x) against validation IoU, one labelled point per class.
 
     Args:
@@ -216,7 +245,8 @@ def frequency_scatter(
         threshold: the default weak-class threshold, drawn as a dashed line.
 
     Returns:
-        PNG bytes, or None when ``train_stats`` is empty. Absent classes and classes never seen in
+        the figure (one scatter collection, one point per drawn class), or None when
+        ``train_stats`` is empty. Absent classes and classes never seen in
         the train split are listed under the plot rather than drawn.
     """
     if not train_stats:
@@ -269,14 +299,20 @@ def frequency_scatter(
     if unseen:
         notes.append(f"no {measure} in the train split (cannot go on a log axis): " + ", ".join(map(mpl_text, unseen)))
     _note(fig, notes)
-    return _png(fig)
+    return fig
 
 
 def boundary_scatter(rows: Sequence[Mapping[str, Any]], *, title: str = "Boundary IoU vs IoU") -> bytes | None:
+    """PNG of :func:`boundary_scatter_figure` (None when no class has a boundary IoU)."""
+    fig = boundary_scatter_figure(rows, title=title)
+    return None if fig is None else _png(fig)
+
+
+def boundary_scatter_figure(rows: Sequence[Mapping[str, Any]], *, title: str = "Boundary IoU vs IoU") -> Figure | None:
     """Boundary IoU (y) against IoU (x) per class with the line y = x; points far below it lose their edges.
 
     Returns:
-        PNG bytes, or None when no class has a boundary IoU.
+        the figure (one scatter collection), or None when no class has a boundary IoU.
     """
     xs, ys, names, colors, left_out = [], [], [], [], []
     for row in rows:
@@ -307,7 +343,7 @@ def boundary_scatter(rows: Sequence[Mapping[str, Any]], *, title: str = "Boundar
     handles.append(Line2D([], [], color="black", linestyle="--", label="y = x"))
     ax.legend(handles=handles, fontsize=fs - 1, loc="upper left")
     _note(fig, ["not drawn: " + ", ".join(map(mpl_text, left_out))] if left_out else [])
-    return _png(fig)
+    return fig
 
 
 # ---------------------------------------------------------------------------------------- all of them

@@ -144,8 +144,10 @@ def report_content(inputs: ReportInputs) -> dict[str, Any]:
         summary.append(("never in the training split", ", ".join(fsum["never_in_training"])))
     thr = f.get("thresholds") or {}
     if thr:
-        by_group = ", ".join(f"{g} {_pct(v)}" for g, v in (thr.get("by_group") or {}).items())
-        summary.append(("weak threshold (IoU %)", _pct(thr.get("default")) + (f" (by group: {by_group})" if by_group else "")))
+        by_group = ", ".join(f"{g} {_pct(v)}" for g, v in (thr.get("by_group") or {}).items()
+                             if _num(v) != _num(thr.get("default")))
+        by_group = f" (by group: {by_group})" if by_group else ""
+        summary.append(("weak threshold (IoU %)", _pct(thr.get("default")) + by_group))
 
     # per-class table
     cols = ["class", "id", "group", "IoU", "Acc", "Dice", "boundary IoU", "threshold", "GT pixels", "status"]
@@ -158,7 +160,8 @@ def report_content(inputs: ReportInputs) -> dict[str, Any]:
         table.append({
             "cells": [
                 c["name"], "" if c.get("id") is None else str(c["id"]), c.get("group") or "",
-                _pct(c.get("IoU", mr.get("IoU")), absent=is_absent), _pct(c.get("Acc", mr.get("Acc")), absent=is_absent),
+                _pct(c.get("IoU", mr.get("IoU")), absent=is_absent),
+                _pct(c.get("Acc", mr.get("Acc")), absent=is_absent),
                 _pct(mr.get("Dice"), absent=is_absent), _pct(c.get("boundary_IoU"), absent=is_absent),
                 _pct(c.get("threshold")), share, str(c.get("status") or mr.get("status") or ""),
             ],
@@ -175,7 +178,8 @@ def report_content(inputs: ReportInputs) -> dict[str, Any]:
             "name": c["name"],
             "headline": f"IoU {_pct(c.get('IoU'))} % < threshold {_pct(c.get('threshold'))} %"
             + (f", group {c['group']}" if c.get("group") else ""),
-            "causes": [(str(x.get("cause", "?")), _num(x.get("strength")), str(x.get("summary") or "")) for x in causes],
+            "causes": [(str(x.get("cause", "?")), _num(x.get("strength")), str(x.get("summary") or ""))
+                       for x in causes],
             "actions": [str(a) for a in c.get("actions") or []],
             "images": [(int(w["image_id"]), _worst_label(None, w)) for w in (c.get("worst_images") or [])
                        [:MAX_WORST_PER_CLASS] if w.get("image_id") is not None],
