@@ -30,10 +30,14 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
-## demo: render demo tabletop data, train a small SegFormer on CPU, evaluate, print the per-class table
+DEMO_RUN ?= outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+
+## demo: render demo tabletop data, train a small SegFormer on CPU, evaluate it (per-class table),
+## then explain the weak classes (findings.json + report.html)
 demo: install
 	$(BIN)/segval data render
-	$(BIN)/segval train experiment=demo
+	$(BIN)/segval train experiment=demo hydra.run.dir=$(DEMO_RUN)/train
+	$(BIN)/segval analyze run_dir=$(DEMO_RUN)/train hydra.run.dir=$(DEMO_RUN)/analyze
 
 ## test: install test dependencies when missing, run the whole suite
 test: install-test
