@@ -9,6 +9,7 @@ from typing import Any
 import lightning.pytorch as pl
 from omegaconf import DictConfig
 
+from segval.analysis.diagnosis import run_summary
 from segval.analysis.results import format_class_table, metrics_payload, write_results
 from segval.app import segval_app
 from segval.errors import ConfigError
@@ -47,6 +48,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         print(f"\n{Path(cfg.ckpt_path).name} on {info['name']} {info['version']} / {cfg.split}:\n")
         print(format_class_table(payload))
         print(f"\nmetrics: {path}")
+        groups = {c.name: c.group for c in dm.taxonomy.categories}
+        print("\n" + run_summary(payload, model.last_metrics["confmat"], out_dir, groups))
     return payload
 
 

@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from segval.analysis.diagnosis import run_summary
 from segval.analysis.results import format_class_table, metrics_payload, write_results
 from segval.app import segval_app
 from segval.models.module import checkpoint_step
@@ -62,6 +63,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         print(f"\nrun directory:   {out_dir}")
         print(f"metrics:         {path}")
         print(f"checkpoints:     {out_dir / 'checkpoints'} (best: {Path(ckpt).name if ckpt else '-'}, last.ckpt)")
+        groups = {c.name: c.group for c in dm.taxonomy.categories}
+        print("\n" + run_summary(payload, model.last_metrics["confmat"], out_dir, groups))
     for lg in loggers:
         lg.finalize("success")
     return payload

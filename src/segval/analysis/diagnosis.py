@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -748,3 +749,23 @@ def write_findings(findings: Mapping[str, Any], path: str | os.PathLike) -> Path
     if not isinstance(findings, Mapping) or findings.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"findings must be a diagnose() document with schema_version {SCHEMA_VERSION}")
     return write_json(path, dict(findings))
+
+
+def run_summary(payload: Mapping[str, Any], confmat: Any, run_dir: str | os.PathLike,
+                taxonomy_groups: Mapping[str, str] | None = None) -> str:
+    """The weak-class lines printed at the end of ``segval train`` / ``segval eval``.
+
+    Uses what the run wrote (``boundary_iou.json``, ``per_image.csv`` when present) but no train-split
+    statistics; ``segval analyze run_dir=...`` adds those, writes findings.json and the report.
+    """
+    run_dir = Path(run_dir)
+    boundary = run_dir / "boundary_iou.json"
+    per_image = run_dir / "per_image.csv"
+    findings = diagnose(
+        payload,
+        confmat,
+        taxonomy_groups=taxonomy_groups,
+        boundary_iou=json.loads(boundary.read_text()) if boundary.exists() else None,
+        per_image=read_per_image(per_image) if per_image.exists() else None,
+    )
+    return format_findings(findings) + f"\n(full diagnosis and report: segval analyze run_dir={run_dir})"
