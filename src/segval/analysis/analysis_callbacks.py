@@ -313,11 +313,15 @@ class ClassTableCallback(pl.Callback):
     Args:
         dirpath: the run directory.
         plot: write the confusion-matrix PNG.
+        plot_during_fit: also plot at the periodic validations of a fit (about 0.1-0.4 s each). Off by
+            default: the confusion matrix of every validation is saved as .npy / .csv anyway, and
+            ``segval train`` ends with a validation of the best checkpoint, which is plotted.
     """
 
-    def __init__(self, dirpath: str | Path, plot: bool = True) -> None:
+    def __init__(self, dirpath: str | Path, plot: bool = True, plot_during_fit: bool = False) -> None:
         self.dirpath = Path(dirpath)
         self.plot = plot
+        self.plot_during_fit = plot_during_fit
         self._instances_cache: tuple[tuple[int, ...], list[int] | None] | None = None
 
     def rows(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[list[Any]]:
@@ -361,7 +365,7 @@ class ClassTableCallback(pl.Callback):
         write_text(self.dirpath / "class_table.csv", buf.getvalue())
 
         png = None
-        if self.plot:
+        if self.plot and (self.plot_during_fit or trainer.state.fn != "fit"):
             png = self.dirpath / "plots" / "confusion_matrix.png"
             fig = confusion_figure(
                 metrics["confmat"], pl_module.class_names,
