@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from segval.analysis.per_image import read_per_image_csv
 from segval.app import segval_app
 from segval.errors import ConfigError, SegvalError
 from segval.io import atomic_path
@@ -61,35 +62,6 @@ class RunFiles:
     @property
     def class_names(self) -> list[str]:
         return [r["name"] for r in self.metrics["per_class"]]
-
-
-def _cell(value: str) -> Any:
-    """A per_image.csv cell: int, float (NaN kept), or the string; '' -> None."""
-    if value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        pass
-    try:
-        return float(value)
-    except ValueError:
-        return value
-
-
-def read_per_image(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of ``per_image.csv`` as dicts (columns as written; numbers parsed, empty cells None).
-
-    Raises:
-        SegvalError: no ``image_id`` column.
-    """
-    path = Path(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or "image_id" not in reader.fieldnames:
-            raise SegvalError(f"{path}: no 'image_id' column; is it a per_image.csv written by segval?")
-        return [{k: _cell(v or "") if k not in ("top_confused_gt", "top_confused_pred") else (v or None)
-                 for k, v in row.items()} for row in reader]
 
 
 def load_run(run_dir: str | Path) -> RunFiles:
@@ -128,7 +100,7 @@ def load_run(run_dir: str | Path) -> RunFiles:
     if confmat.shape != (n, n):
         raise SegvalError(f"{run_dir / 'confusion_matrix.npy'} is {confmat.shape} but metrics.json has {n} classes; "
                           "the two files come from different runs: run segval eval again")
-    per_image = read_per_image(run_dir / "per_image.csv") if (run_dir / "per_image.csv").is_file() else None
+    per_image = read_per_image_csv(run_dir / "per_image.csv") if (run_dir / "per_image.csv").is_file() else None
     boundary = None
     if (run_dir / "boundary_iou.json").is_file():
         try:

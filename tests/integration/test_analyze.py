@@ -251,7 +251,8 @@ def test_run_dir_problems_are_clear(tmp_path: Path) -> None:
 
 
 def test_per_image_agreement_and_diagnosis_settings(tmp_path: Path) -> None:
-    from segval.analyze import diagnosis_config, load_agreement, read_per_image
+    from segval.analysis.per_image import read_per_image_csv as read_per_image
+    from segval.analyze import diagnosis_config, load_agreement
 
     p = tmp_path / "per_image.csv"
     p.write_text("image_id,mIoU,label_quality,top_confused_gt,top_confused_pred,disagree_a\n"

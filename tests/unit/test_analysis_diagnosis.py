@@ -13,10 +13,10 @@ from segval.analysis.diagnosis import (
     DiagnosisConfig,
     diagnose,
     format_findings,
-    read_per_image,
     write_findings,
 )
 from segval.analysis.functional import semantic_metrics
+from segval.analysis.per_image import read_per_image_csv
 from segval.analysis.results import metrics_payload
 
 RIGID = "rigid"
@@ -299,7 +299,7 @@ def test_worst_images_ordering(tmp_path):
         writer.writeheader()
         writer.writerows(_rows("disagree_a_x"))
     names = ["background", "a/x", "b", "c", "d", "e"]
-    f = _run(_diffuse_conf(), names, per_image=read_per_image(path), config=DiagnosisConfig(worst_k=3))
+    f = _run(_diffuse_conf(), names, per_image=read_per_image_csv(path), config=DiagnosisConfig(worst_k=3))
     assert [w["image_id"] for w in _cls(f, "a/x")["worst_images"]] == [2, 5, 3]
 
 

@@ -31,6 +31,7 @@ import torch
 
 from segval.analysis.boundary import BoundaryIoU, boundary_iou_from_counts
 from segval.analysis.per_image import PerImageCsvWriter, merge_parts, per_image_scores
+from segval.analysis.results import optional_float
 from segval.io import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,6 @@ CLASS_TABLE_COLUMNS = (
 )
 
 
-def _num(x: Any) -> float | None:
-    """A python float, NaN as None (null in JSON, an empty cell in W&B)."""
-    x = float(x)
-    return None if math.isnan(x) else x
 
 
 def _ignore_index(pl_module: pl.LightningModule) -> int | None:
@@ -132,11 +129,11 @@ class BoundaryIoUCallback(pl.Callback):
         assert self.last is not None
         biou = self.last["boundary_IoU"]
         per_class = [
-            {"name": name, "intersection": int(i), "union": int(u), "boundary_IoU": _num(b)}
+            {"name": name, "intersection": int(i), "union": int(u), "boundary_IoU": optional_float(b)}
             for name, i, u, b in zip(class_names, self.last["intersection"].tolist(), self.last["union"].tolist(),
                                      biou.tolist())
         ]
-        return {"dilation_ratio": self.dilation_ratio, "per_class": per_class, "mBIoU": _num(torch.nanmean(biou))}
+        return {"dilation_ratio": self.dilation_ratio, "per_class": per_class, "mBIoU": optional_float(torch.nanmean(biou))}
 
 
 # ------------------------------------------------------------------------------------------ per-image scores
@@ -375,7 +372,7 @@ class ClassTableCallback(pl.Callback):
                 fig.savefig(tmp, format="png", bbox_inches="tight")
 
         wandb_loggers = _wandb_loggers(trainer)
-        table = [[_num(v) if isinstance(v, float) else v for v in row] for row in rows]  # NaN -> None
+        table = [[optional_float(v) if isinstance(v, float) else v for v in row] for row in rows]  # NaN -> None
         for lg in wandb_loggers:
             lg.log_table(key="val/class_table", columns=list(CLASS_TABLE_COLUMNS), data=table)
             if png is not None:

@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from segval.analysis.results import optional_float
 from segval.dataset.taxonomy import GROUPS
 from segval.io import write_json
 
@@ -68,7 +69,6 @@ __all__ = [
     "DiagnosisConfig",
     "diagnose",
     "format_findings",
-    "read_per_image",
     "write_findings",
 ]
 
@@ -219,15 +219,6 @@ def _group_map(m: Any, name: str) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------- helpers
-def _num(x: Any) -> float | None:
-    """float, with None / NaN / non-numbers as None."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
 
 
 def _pct(x: float) -> str:
@@ -244,21 +235,15 @@ def _metric_key(name: str) -> str:
     return name.replace("/", "_")
 
 
-def read_per_image(path: str | os.PathLike) -> list[dict[str, str]]:
-    """Rows of a ``per_image.csv`` (values as strings, as :func:`diagnose` accepts them)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def _boundary_map(boundary_iou: Any) -> dict[str, float | None]:
     """{name: boundary IoU} from such a dict or from a ``boundary_iou.json`` document."""
     if boundary_iou is None:
         return {}
     if isinstance(boundary_iou, Mapping) and isinstance(boundary_iou.get("per_class"), list):
-        return {str(r["name"]): _num(r.get("boundary_IoU")) for r in boundary_iou["per_class"]}
+        return {str(r["name"]): optional_float(r.get("boundary_IoU")) for r in boundary_iou["per_class"]}
     if not isinstance(boundary_iou, Mapping):
         raise ValueError(f"boundary_iou must be a mapping {{class name: IoU}}, got {type(boundary_iou).__name__}")
-    return {str(k): _num(v) for k, v in boundary_iou.items()}
+    return {str(k): optional_float(v) for k, v in boundary_iou.items()}
 
 
 @dataclass
@@ -332,14 +317,14 @@ def _confusion(ctx: _Ctx, i: int) -> dict[str, Any] | None:
 
 def _train_value(ctx: _Ctx, name: str, measure: str) -> float | None:
     st = (ctx.train or {}).get(name)
-    return None if st is None else _num(st.get(measure))
+    return None if st is None else optional_float(st.get(measure))
 
 
 def _medians(train: Mapping[str, Mapping[str, Any]] | None) -> dict[str, float | None]:
     """Median of images / instances / pixels over the classes that have some."""
     out: dict[str, float | None] = {}
     for m in ("images", "instances", "pixels"):
-        vals = [v for st in (train or {}).values() if (v := _num(st.get(m))) is not None and v > 0]
+        vals = [v for st in (train or {}).values() if (v := optional_float(st.get(m))) is not None and v > 0]
         out[m] = float(np.median(vals)) if vals else None
     return out
 
@@ -441,7 +426,7 @@ def _disagreement(ctx: _Ctx, i: int) -> dict[str, Any] | None:
     if ctx.agreement is None:
         return None
     name, group = ctx.names[i], ctx.groups[i]
-    agree = _num((ctx.agreement.get("per_class") or {}).get(name))
+    agree = optional_float((ctx.agreement.get("per_class") or {}).get(name))
     if agree is None:
         return None
     target = ctx.targets.get(group) if group is not None else None
@@ -493,17 +478,17 @@ def _worst_images(rows: Sequence[Mapping[str, Any]], name: str, k: int) -> list[
             return []
     ranked = []
     for r in rows:
-        d = _num(r.get(key))
+        d = optional_float(r.get(key))
         if d is None or d <= 0:
             continue
-        lq = _num(r.get("label_quality"))
+        lq = optional_float(r.get("label_quality"))
         ranked.append((-d, lq if lq is not None else math.inf, int(float(r["image_id"])), d, lq, r))
     ranked.sort(key=lambda t: t[:3])
     out = []
     for _, _, image_id, d, lq, r in ranked[:k]:
         reason = f"{_count(d)} px of {name} predicted as another class"
         tg, tp = str(r.get("top_confused_gt") or ""), str(r.get("top_confused_pred") or "")
-        tn = _num(r.get("top_confused_pixels"))
+        tn = optional_float(r.get("top_confused_pixels"))
         if name in (tg, tp) and tn:
             reason += f"; the image's top confusion is {tg} -> {tp} ({_count(tn)} px)"
         if lq is not None:
@@ -594,7 +579,7 @@ def diagnose(
         train_stats: :func:`segval.analysis.class_stats.class_statistics` of the TRAIN split;
             enables ``few_examples``, ``small_objects`` and "never in training data".
         boundary_iou: {class name: boundary IoU or None}, or the ``boundary_iou.json`` document.
-        per_image: rows of ``per_image.csv`` (strings or numbers; :func:`read_per_image`);
+        per_image: rows of ``per_image.csv`` (strings or numbers; :func:`segval.analysis.per_image.read_per_image_csv`);
             enables ``worst_images``.
         agreement: ``{"per_class": {name: inter-annotator IoU}, "targets": {group: IoU}}``
             (targets optional); enables ``annotator_disagreement``.
@@ -629,7 +614,7 @@ def diagnose(
     split = str(metrics.get("split") or "evaluated")
     ctx = _Ctx(
         names=names, conf=conf, gt=conf.sum(axis=1), pred=conf.sum(axis=0),
-        iou=[_num(r.get("IoU")) for r in per_class], acc=[_num(r.get("Acc")) for r in per_class],
+        iou=[optional_float(r.get("IoU")) for r in per_class], acc=[optional_float(r.get("Acc")) for r in per_class],
         groups=groups, biou=_boundary_map(boundary_iou), train=train_stats, medians=_medians(train_stats),
         agreement=agreement, targets=targets, split=split, cfg=cfg,
     )
@@ -678,7 +663,7 @@ def diagnose(
         "step": metrics.get("step"),
         "thresholds": {"default": cfg.threshold, "by_group": {g: cfg.threshold_for(g) for g in GROUPS}},
         "summary": {
-            "mIoU": _num((metrics.get("summary") or {}).get("mIoU")),
+            "mIoU": optional_float((metrics.get("summary") or {}).get("mIoU")),
             "weak_classes": [c["name"] for c in weak],
             "absent_classes": [c["name"] for c in classes if c["status"] == "absent"],
             "never_in_training": [n for n in names if _never_in_training(ctx, n)],
@@ -758,6 +743,8 @@ def run_summary(payload: Mapping[str, Any], confmat: Any, run_dir: str | os.Path
     Uses what the run wrote (``boundary_iou.json``, ``per_image.csv`` when present) but no train-split
     statistics; ``segval analyze run_dir=...`` adds those, writes findings.json and the report.
     """
+    from segval.analysis.per_image import read_per_image_csv
+
     run_dir = Path(run_dir)
     boundary = run_dir / "boundary_iou.json"
     per_image = run_dir / "per_image.csv"
@@ -766,6 +753,6 @@ def run_summary(payload: Mapping[str, Any], confmat: Any, run_dir: str | os.Path
         confmat,
         taxonomy_groups=taxonomy_groups,
         boundary_iou=json.loads(boundary.read_text()) if boundary.exists() else None,
-        per_image=read_per_image(per_image) if per_image.exists() else None,
+        per_image=read_per_image_csv(per_image) if per_image.exists() else None,
     )
     return format_findings(findings) + f"\n(full diagnosis and report: segval analyze run_dir={run_dir})"

@@ -388,13 +388,22 @@ def merge_parts(parts: Sequence[str | os.PathLike], path: str | os.PathLike, *, 
 
 
 def read_per_image_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of a ``per_image.csv`` as dicts: ints, floats (``nan`` -> NaN), names ("" -> None)."""
+    """The rows of a ``per_image.csv`` as dicts: ints, floats (``nan`` -> NaN), names and empty cells -> None.
+
+    Raises:
+        SegvalError: the file has no ``image_id`` column (not a per_image.csv written by segval).
+    """
+    from segval.errors import SegvalError
+
     out = []
     with open(path, encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "image_id" not in reader.fieldnames:
+            raise SegvalError(f"{path}: no 'image_id' column; is it a per_image.csv written by segval?")
+        for row in reader:
             rec: dict[str, Any] = {}
             for key, value in row.items():
-                if key in _NAME_COLUMNS:
+                if key in _NAME_COLUMNS or not value:
                     rec[key] = value or None
                 elif key in _INT_COLUMNS or key.startswith("disagree_"):
                     rec[key] = int(value)

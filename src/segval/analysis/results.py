@@ -18,9 +18,15 @@ SCHEMA_VERSION = 1
 SUMMARY_KEYS = ("mIoU", "mAcc", "aAcc", "fwIoU", "mDice", "mIoU_detectron2")
 
 
-def _num(x: Any) -> float | None:
-    """float, with NaN (undefined: class absent from ground truth and prediction) as None in JSON."""
-    x = float(x)
+def optional_float(x: Any) -> float | None:
+    """A python float, or None for what is undefined: NaN (a class absent from ground truth and
+    prediction), None, or a value that is not a number. NaN is written as null in JSON."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
     return None if math.isnan(x) else x
 
 
@@ -54,10 +60,10 @@ def metrics_payload(
                 "id": int(ids[i]),
                 "name": name,
                 "status": status,
-                "IoU": _num(metrics["IoU"][i]),
-                "Acc": _num(metrics["Acc"][i]),
-                "Dice": _num(metrics["Dice"][i]),
-                "Precision": _num(metrics["Precision"][i]),
+                "IoU": optional_float(metrics["IoU"][i]),
+                "Acc": optional_float(metrics["Acc"][i]),
+                "Dice": optional_float(metrics["Dice"][i]),
+                "Precision": optional_float(metrics["Precision"][i]),
                 "gt_pixels": gt,
                 "pred_pixels": pred,
             }
@@ -70,7 +76,7 @@ def metrics_payload(
         "step": step,
         "num_classes": len(class_names),
         "ignore_index": 255,
-        "summary": {k: _num(metrics[k]) for k in SUMMARY_KEYS if k in metrics},
+        "summary": {k: optional_float(metrics[k]) for k in SUMMARY_KEYS if k in metrics},
         "per_class": per_class,
         "definitions": dict(METRIC_DEFINITIONS),
         "confusion_matrix": {"file": "confusion_matrix.npy", "layout": "conf[gt, pred], int64 pixel counts"},

@@ -25,6 +25,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from segval.analysis.results import optional_float
+
 __all__ = [
     "GROUP_COLORS",
     "PLOT_TITLES",
@@ -57,15 +59,6 @@ def mpl_text(text: Any) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _num(x: Any) -> float | None:
-    """A finite float, or None for null / NaN (undefined figures)."""
-    if x is None:
-        return None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
 
 
 def _group(row: Mapping[str, Any]) -> str:
@@ -74,7 +67,7 @@ def _group(row: Mapping[str, Any]) -> str:
 
 
 def _is_absent(row: Mapping[str, Any]) -> bool:
-    return row.get("status") == "absent" or _num(row.get("IoU")) is None
+    return row.get("status") == "absent" or optional_float(row.get("IoU")) is None
 
 
 def _png(fig: Figure) -> bytes:
@@ -115,7 +108,7 @@ def iou_bars_figure(rows: Sequence[Mapping[str, Any]], *, title: str = "Per-clas
     ax = fig.add_subplot()
     ys = np.arange(n)
     for y, row in zip(ys, rows):
-        iou = _num(row.get("IoU"))
+        iou = optional_float(row.get("IoU"))
         if _is_absent(row):
             ax.barh(y, 1.0, color="none", edgecolor=ABSENT_COLOR, hatch="///", linewidth=0.6, height=0.7)
             ax.text(0.02, y, "absent (no GT, no prediction)", va="center", ha="left", fontsize=fs,
@@ -123,7 +116,7 @@ def iou_bars_figure(rows: Sequence[Mapping[str, Any]], *, title: str = "Per-clas
         else:
             ax.barh(y, iou, color=GROUP_COLORS[_group(row)], height=0.7)
             ax.text(min(iou, 0.86) + 0.01, y, f"{100 * iou:.1f}", va="center", ha="left", fontsize=fs - 1)
-        thr = _num(row.get("threshold"))
+        thr = optional_float(row.get("threshold"))
         if thr is not None:
             ax.plot([thr, thr], [y - 0.45, y + 0.45], color="black", linewidth=1.6)
     ax.set_yticks(ys, [mpl_text(r["name"]) for r in rows], fontsize=fs)
@@ -252,21 +245,21 @@ def frequency_scatter_figure(
     if not train_stats:
         return None
     if measure == "auto":
-        measure = "pixels" if any((_num(s.get("pixels")) or 0) > 0 for s in train_stats.values()) else "instances"
+        measure = "pixels" if any((optional_float(s.get("pixels")) or 0) > 0 for s in train_stats.values()) else "instances"
     if measure not in ("pixels", "instances"):
         raise ValueError(f"measure must be 'pixels', 'instances' or 'auto', got {measure!r}")
-    total = sum((_num(s.get(measure)) or 0.0) for s in train_stats.values()) or 1.0
+    total = sum((optional_float(s.get(measure)) or 0.0) for s in train_stats.values()) or 1.0
     xs, ys, names, colors, absent, unseen = [], [], [], [], [], []
     for row in rows:
         name = row["name"]
-        value = _num((train_stats.get(name) or {}).get(measure)) or 0.0
+        value = optional_float((train_stats.get(name) or {}).get(measure)) or 0.0
         if _is_absent(row):
             absent.append(name)
         elif value <= 0:
             unseen.append(name)
         else:
             xs.append(value / total if measure == "pixels" else value)
-            ys.append(_num(row["IoU"]))
+            ys.append(optional_float(row["IoU"]))
             names.append(name)
             colors.append(GROUP_COLORS[_group(row)])
     fs = _font_size(len(rows))
@@ -316,7 +309,7 @@ def boundary_scatter_figure(rows: Sequence[Mapping[str, Any]], *, title: str = "
     """
     xs, ys, names, colors, left_out = [], [], [], [], []
     for row in rows:
-        iou, biou = _num(row.get("IoU")), _num(row.get("boundary_IoU"))
+        iou, biou = optional_float(row.get("IoU")), optional_float(row.get("boundary_IoU"))
         if _is_absent(row) or biou is None:
             left_out.append(f"{row['name']} ({'absent' if _is_absent(row) else 'no boundary IoU'})")
             continue
@@ -368,7 +361,7 @@ def report_plots(
     """
     rows = list(findings.get("classes") or [])
     names = [r["name"] for r in rows]
-    default = _num((findings.get("thresholds") or {}).get("default"))
+    default = optional_float((findings.get("thresholds") or {}).get("default"))
     out: dict[str, bytes | None] = {
         "iou_per_class": iou_bars(rows, title=PLOT_TITLES["iou_per_class"]),
         "confusion_matrix": confusion_heatmap(confmat, names, title=PLOT_TITLES["confusion_matrix"]),

@@ -27,6 +27,7 @@ from typing import Any
 
 from segval.analysis.report.mosaic import select_worst_images
 from segval.analysis.report.plots import PLOT_TITLES
+from segval.analysis.results import optional_float
 from segval.io import atomic_dir
 
 __all__ = ["ReportInputs", "md_escape", "render_html", "render_markdown", "report_content", "write_report"]
@@ -61,19 +62,11 @@ class ReportInputs:
 
 
 # ---------------------------------------------------------------------------------------- formatting
-def _num(x: Any) -> float | None:
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
 
 
 def _pct(x: Any, *, absent: bool = False) -> str:
     """0..1 -> "12.34"; undefined -> "absent" for an absent class, else "–"."""
-    v = _num(x)
+    v = optional_float(x)
     if v is None:
         return "absent" if absent else "–"
     return f"{100 * v:.2f}"
@@ -98,7 +91,7 @@ def _esc(text: Any) -> str:
 # ---------------------------------------------------------------------------------------- content
 def _worst_label(name: str | None, w: Mapping[str, Any]) -> str:
     """"disc (160 px missed)": the class and the image's score (pixels of the class predicted as another class)."""
-    score = _num(w.get("score"))
+    score = optional_float(w.get("score"))
     detail = f"{score:,.0f} px missed" if score is not None else str(w.get("reason") or "")
     if name is None:
         return detail
@@ -145,7 +138,7 @@ def report_content(inputs: ReportInputs) -> dict[str, Any]:
     thr = f.get("thresholds") or {}
     if thr:
         by_group = ", ".join(f"{g} {_pct(v)}" for g, v in (thr.get("by_group") or {}).items()
-                             if _num(v) != _num(thr.get("default")))
+                             if optional_float(v) != optional_float(thr.get("default")))
         by_group = f" (by group: {by_group})" if by_group else ""
         summary.append(("weak threshold (IoU %)", _pct(thr.get("default")) + by_group))
 
@@ -171,14 +164,14 @@ def report_content(inputs: ReportInputs) -> dict[str, Any]:
     # weak classes
     weak_sections = []
     weak_rows = [c for c in classes if c.get("status") == "weak"]
-    weak_rows.sort(key=lambda c: _num(c.get("IoU")) if _num(c.get("IoU")) is not None else 2.0)
+    weak_rows.sort(key=lambda c: optional_float(c.get("IoU")) if optional_float(c.get("IoU")) is not None else 2.0)
     for c in weak_rows:
-        causes = sorted(c.get("causes") or [], key=lambda x: -(_num(x.get("strength")) or 0.0))
+        causes = sorted(c.get("causes") or [], key=lambda x: -(optional_float(x.get("strength")) or 0.0))
         weak_sections.append({
             "name": c["name"],
             "headline": f"IoU {_pct(c.get('IoU'))} % < threshold {_pct(c.get('threshold'))} %"
             + (f", group {c['group']}" if c.get("group") else ""),
-            "causes": [(str(x.get("cause", "?")), _num(x.get("strength")), str(x.get("summary") or ""))
+            "causes": [(str(x.get("cause", "?")), optional_float(x.get("strength")), str(x.get("summary") or ""))
                        for x in causes],
             "actions": [str(a) for a in c.get("actions") or []],
             "images": [(int(w["image_id"]), _worst_label(None, w)) for w in (c.get("worst_images") or [])
@@ -194,8 +187,8 @@ def report_content(inputs: ReportInputs) -> dict[str, Any]:
             if w.get("image_id") is not None:
                 iid = int(w["image_id"])
                 why.setdefault(iid, []).append(_worst_label(c["name"], w))
-                if _num(w.get("label_quality")) is not None:
-                    quality[iid] = _num(w["label_quality"])
+                if optional_float(w.get("label_quality")) is not None:
+                    quality[iid] = optional_float(w["label_quality"])
     worst_cols = ["image id", "worst for", "image mIoU", "label quality", "most confused (GT → pred, pixels)"]
     worst = []
     for pick in select_worst_images(f, inputs.per_image, k=MAX_WORST_ROWS):
@@ -204,7 +197,7 @@ def report_content(inputs: ReportInputs) -> dict[str, Any]:
         conf = ""
         if r.get("top_confused_gt") not in (None, ""):
             conf = f"{r['top_confused_gt']} → {r.get('top_confused_pred')} ({r.get('top_confused_pixels')})"
-        lq = _num(r.get("label_quality"))
+        lq = optional_float(r.get("label_quality"))
         lq = quality.get(iid) if lq is None else lq
         worst.append([str(iid), ", ".join(why.get(iid, [pick["reason"]])), _pct(r.get("mIoU")),
                       "–" if lq is None else f"{lq:.3f}", conf])
