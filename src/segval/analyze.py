@@ -17,7 +17,6 @@ and keeps ``per_image.csv`` beside them.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging

@@ -45,7 +45,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math

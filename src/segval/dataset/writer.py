@@ -106,8 +106,8 @@ class PackageWriter:
             raise ValueError(f"image_ext must be one of {IMAGE_EXTS}, got {image_ext!r}")
         if self.root.exists() and not overwrite:
             raise PackageExistsError(
-                f"the dataset package folder already exists; choose another folder, delete it, "
-                f"or pass overwrite=True to replace it",
+                "the dataset package folder already exists; choose another folder, delete it, "
+                "or pass overwrite=True to replace it",
                 path=self.root,
             )
         self.name, self.version, self.taxonomy, self.splits = name, version, taxonomy, splits
