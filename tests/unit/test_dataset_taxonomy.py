@@ -136,3 +136,11 @@ def test_docstring_examples():
 
     for mod in (taxonomy, semantic):
         assert doctest.testmod(mod).failed == 0
+
+
+def test_group_read_from_a_group_named_supercategory() -> None:
+    # segval's writer stores the group as COCO supercategory; other supercategories are not groups
+    t = Taxonomy.from_coco_categories(
+        [{"id": 1, "name": "bar", "supercategory": "thin"}, {"id": 2, "name": "cup", "supercategory": "kitchen"}]
+    )
+    assert {c.name: c.group for c in t.categories} == {"background": "stuff", "bar": "thin", "cup": "rigid"}

@@ -366,6 +366,8 @@ def _category_from_mapping(e: Mapping[str, Any], *, is_background: bool) -> Cate
     isthing = e.get("isthing")
     isthing = (not is_background) if isthing is None else bool(isthing)
     group = e.get("group")
+    if group is None and e.get("supercategory") in GROUPS:  # segval's writer keeps the group there
+        group = e["supercategory"]
     if group is None:
         group = "rigid" if isthing else "stuff"
     return Category(cat_id, str(e["name"]), tuple(color), isthing, group)
