@@ -19,6 +19,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("dataset", "export"): ("segval.dataset_io_app:export_main", "package -> COCO RLE / label maps / COCO panoptic"),
     ("dataset", "split"): ("segval.dataset_split_app", "re-split keeping videos whole, class shares within tolerance"),
     ("dataset", "stats"): ("segval.dataset_stats_app", "per-split class statistics, plots and a mosaic"),
+    ("dataset", "clean"): ("segval.dataset_clean_app", "3x3 open/close, edge refinement, small components -> a new version"),
+    ("dataset", "release"): ("segval.dataset_versions_app:release_main",
+                             "release a package as <releases>/<X.Y.Z>/: CHANGELOG, card, read-only, never overwritten"),
+    ("dataset", "diff"): ("segval.dataset_versions_app:diff_main", "added / changed / deprecated ids, pixels per class"),
 }
 
 
