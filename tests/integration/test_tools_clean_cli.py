@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +14,14 @@ from segval.dataset.validate import validate_package
 from segval.dataset.writer import InstanceMask, PackageWriter
 from segval.demo.shapes import SHAPES_TAXONOMY, write_shapes_package
 
+from .helpers import Result, run_segval
+
 pytestmark = pytest.mark.slow
 
 
-def run_clean(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m segval.dataset_clean_app <args>` (cli.py does not list the command yet)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    return subprocess.run([sys.executable, "-m", "segval.dataset_clean_app", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+def run_clean(*args: str, cwd: Path) -> Result:
+    """`segval dataset clean <args>`, as a user runs it."""
+    return run_segval("dataset", "clean", *args, cwd=cwd)
 
 
 def tree_hash(root: Path) -> dict[str, str]:

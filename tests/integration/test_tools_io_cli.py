@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from .helpers import Result, run_segval
+
 pytestmark = pytest.mark.slow
 
 
-def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m segval.<module> <args>` (cli.py does not list these commands yet)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    return subprocess.run([sys.executable, "-m", f"segval.{module}", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+COMMAND_WORDS = {"dataset_io_app": ("dataset",), "dataset_stats_app": ("dataset", "stats")}
+
+
+def run_module(module: str, *args: str, cwd: Path) -> Result:
+    """`segval dataset import|export|stats <args>`, as a user runs it."""
+    return run_segval(*COMMAND_WORDS[module], *args, cwd=cwd)
 
 
 def _labelme_folder(root: Path, *, bad: bool = False) -> Path:
@@ -89,4 +89,4 @@ def test_refuses_existing_output_and_missing_args(tmp_path: Path) -> None:
     r = run_module("dataset_io_app", "export", "format=coco", f"paths.log_dir={tmp_path / 'logs'}", cwd=tmp_path)
     assert r.returncode == 2 and "missing root=..., output=..." in r.stderr
     r = run_module("dataset_io_app", "frobnicate", cwd=tmp_path)
-    assert r.returncode == 2 and "usage: segval dataset import|export" in r.stderr
+    assert r.returncode == 2 and "unknown command 'dataset frobnicate'" in r.stderr

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +10,16 @@ import pytest
 
 from segval.dataset import Category, InstanceMask, PackageWriter, Taxonomy
 
+from .helpers import Result, run_segval
+
 pytestmark = pytest.mark.slow
 
 H, W = 48, 48
 
 
-def run_qa_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "segval.qa_app", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120)
+def run_qa_cli(*args: str, cwd: Path) -> Result:
+    """`segval qa <args>`, as a user runs it."""
+    return run_segval("qa", *args, cwd=cwd)
 
 
 def _package(root: Path, *, small: bool) -> Path:

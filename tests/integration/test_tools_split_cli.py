@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +11,14 @@ import pytest
 from segval.dataset.package import DatasetPackage
 from segval.demo.shapes import write_shapes_package
 
+from .helpers import Result, run_segval
+
 pytestmark = pytest.mark.slow
 
 
-def run_split(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m segval.dataset_split_app <args>` (cli.py does not list the command yet)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    return subprocess.run([sys.executable, "-m", "segval.dataset_split_app", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+def run_split(*args: str, cwd: Path) -> Result:
+    """`segval dataset split <args>`, as a user runs it."""
+    return run_segval("dataset", "split", *args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

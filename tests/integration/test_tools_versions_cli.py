@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,14 +10,14 @@ import yaml
 
 from segval.demo.shapes import write_shapes_package
 
+from .helpers import Result, run_segval
+
 pytestmark = pytest.mark.slow
 
 
-def run_versions(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m segval.dataset_versions_app <command> <args>`` (cli.py does not list it yet)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    return subprocess.run([sys.executable, "-m", "segval.dataset_versions_app", command, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+def run_versions(command: str, *args: str, cwd: Path) -> Result:
+    """`segval dataset <command> <args>`, as a user runs it."""
+    return run_segval("dataset", command, *args, cwd=cwd)
 
 
 def test_release_twice_refuse_overwrite_and_diff(tmp_path):

@@ -195,7 +195,7 @@ def test_temporal_iou_between_consecutive_frames(tmp_path):
 
 
 def test_format_bad_rle_size_is_flagged_not_fatal(tmp_path):
-    pkg = _write(tmp_path / "pkg", [("train", [InstanceMask(1, BIG)], None), ("train", [InstanceMask(1, BIG)], None)])
+    _write(tmp_path / "pkg", [("train", [InstanceMask(1, BIG)], None), ("train", [InstanceMask(1, BIG)], None)])
     ann_path = tmp_path / "pkg" / "annotations" / "train.json"
     coco = json.loads(ann_path.read_text())
     coco["annotations"][0]["segmentation"]["size"] = [H, W + 1]
