@@ -2,7 +2,7 @@
 
 Default: tiny SegFormer, batch 2, 256x256, CPU. Both run the same forward / backward / AdamW step /
 poly-LR step on the same pre-built batches, from the same initial weights; rounds alternate between
-the two so drift in machine load hits both. Prints steps/s and images/s of each, segval / bare, and
+the two (and which runs first) so drift in machine load hits both. Prints steps/s and images/s of each, segval / bare, and
 the projected time of the seed recipe's 40k iterations.
 
     python benchmarks/train_overhead.py [--steps 30] [--rounds 3]
@@ -139,9 +139,13 @@ def main() -> None:
     data = Batches(args.batch * (args.steps + args.warmup), args.size)
     base = make_module(args.model)
     seg, bare = [], []
-    for _ in range(args.rounds):
-        bare.append(run_bare(copy.deepcopy(base), data, args))
-        seg.append(run_lightning(copy.deepcopy(base), data, args))
+    for r in range(args.rounds):  # the order alternates too, so neither side always runs first
+        if r % 2:
+            seg.append(run_lightning(copy.deepcopy(base), data, args))
+            bare.append(run_bare(copy.deepcopy(base), data, args))
+        else:
+            bare.append(run_bare(copy.deepcopy(base), data, args))
+            seg.append(run_lightning(copy.deepcopy(base), data, args))
     s, b = statistics.median(seg), statistics.median(bare)
     where = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{where}; SegFormer-{args.model}, batch {args.batch}, {args.size}x{args.size}, precision {args.precision}, "
