@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -24,25 +23,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from segval.app import segval_app
 from segval.errors import ConfigError, DatasetError
-
-_SEMVER_CORE = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-
-
-def bump_minor(version: str) -> str:
-    """``"1.2.3"`` -> ``"1.3.0"`` (pre-release / build parts dropped).
-
-    >>> bump_minor("1.2.3-rc.1")
-    '1.3.0'
-    """
-    m = re.match(_SEMVER_CORE, version)
-    if m is None:
-        raise ConfigError(f"the source version {version!r} is not semver; pass version=<new version>")
-    return f"{int(m.group(1))}.{int(m.group(2)) + 1}.0"
-
-
-def _core(version: str) -> tuple[int, int, int] | None:
-    m = re.match(_SEMVER_CORE, version)
-    return None if m is None else (int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
 
 def _params_for(steps: DictConfig, group: str):
@@ -119,16 +99,17 @@ def main(cfg: DictConfig) -> dict:
     from segval.dataset.coco import load_json
     from segval.dataset.package import DatasetPackage
     from segval.dataset.semantic import rasterize_semantic
+    from segval.dataset.versions import bump_version, version_core
     from segval.dataset.writer import SEMVER
     from segval.io import atomic_dir, write_json
     from segval.qa.cleanup import clean_mask
 
     root, out = _check_cfg(cfg)
     pkg = DatasetPackage.open(root)
-    version = str(cfg.version) if cfg.version is not None else bump_minor(pkg.version)
+    version = str(cfg.version) if cfg.version is not None else bump_version(pkg.version, "minor")
     if not SEMVER.match(version):
         raise ConfigError(f"version must be a semver string such as '1.1.0', got {version!r}")
-    src_core, new_core = _core(pkg.version), _core(version)
+    src_core, new_core = version_core(pkg.version), version_core(version)
     if src_core is not None and new_core <= src_core:
         raise ConfigError(f"version {version} must be higher than the source version {pkg.version}")
     tax = pkg.taxonomy

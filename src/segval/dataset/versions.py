@@ -43,6 +43,7 @@ from segval.dataset.package import DatasetPackage
 from segval.errors import ConfigError, DatasetError
 
 VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+SEMVER_CORE_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 BUMPS = ("major", "minor", "patch")
 
 
@@ -55,9 +56,19 @@ def parse_version(text: str) -> tuple[int, int, int]:
     return int(m[1]), int(m[2]), int(m[3])
 
 
+def version_core(text: str) -> tuple[int, int, int] | None:
+    """The X.Y.Z core of a semver string, pre-release / build parts dropped (``"1.2.3-rc.1"`` -> ``(1, 2, 3)``);
+    None if it is not semver."""
+    m = SEMVER_CORE_RE.match(str(text).strip())
+    return None if m is None else (int(m[1]), int(m[2]), int(m[3]))
+
+
 def bump_version(version: str, bump: str) -> str:
-    """The next version: ``bump_version("1.2.3", "minor") == "1.3.0"``."""
-    major, minor, patch = parse_version(version)
+    """The next version: ``bump_version("1.2.3", "minor") == "1.3.0"`` (a pre-release suffix is dropped)."""
+    core = version_core(version)
+    if core is None:
+        raise ConfigError(f"version {version!r} is not a semantic version X.Y.Z (e.g. 1.2.0)")
+    major, minor, patch = core
     if bump == "major":
         return f"{major + 1}.0.0"
     if bump == "minor":
