@@ -31,6 +31,7 @@ import torch
 
 from segval.analysis.boundary import BoundaryIoU, boundary_iou_from_counts
 from segval.analysis.per_image import PerImageCsvWriter, merge_parts, per_image_scores
+from segval.analysis.report.plots import confusion_heatmap_figure
 from segval.analysis.results import optional_float
 from segval.io import atomic_path, write_json, write_text
 
@@ -255,46 +256,6 @@ def _cell(x: Any) -> str:
     return str(x)
 
 
-def confusion_figure(confmat: Any, class_names: Sequence[str], title: str = "") -> Any:
-    """A row-normalised confusion-matrix heatmap (matplotlib ``Figure``, Agg canvas; no pyplot state).
-
-    Rows are ground-truth classes (each sums to 100 %), columns predictions; rows of classes without
-    ground truth are grey. Cells are annotated in % (from 1 %) while the classes fit (<= 30).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    conf = np.asarray(confmat, dtype=np.float64)
-    c = conf.shape[0]
-    rows = conf.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        norm = np.where(rows > 0, conf / rows, np.nan)
-    side = float(np.clip(2.5 + 0.32 * c, 5.0, 24.0))
-    fig = Figure(figsize=(side + 1.2, side), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    import matplotlib
-
-    cmap = matplotlib.colormaps["Blues"].with_extremes(bad="#d9d9d9")  # rows without ground truth: grey
-    img = ax.imshow(np.ma.masked_invalid(norm), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-    fig.colorbar(img, ax=ax, fraction=0.046, pad=0.02, label="share of the ground-truth row")
-    fontsize = float(np.clip(12 - c / 4, 6, 10))
-    ax.set_xticks(range(c), labels=list(class_names), rotation=90, fontsize=fontsize)
-    ax.set_yticks(range(c), labels=list(class_names), fontsize=fontsize)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("ground-truth class")
-    if title:
-        ax.set_title(title, fontsize=10)
-    if c <= 30:
-        for i in range(c):
-            for j in range(c):
-                v = norm[i, j]
-                if np.isfinite(v) and v >= 0.01:
-                    ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=max(fontsize - 1.5, 4.5),
-                            color="white" if v > 0.6 else "black")
-    return fig
-
-
 class ClassTableCallback(pl.Callback):
     """The per-class table and the confusion-matrix plot of the latest validation (rank 0).
 
@@ -364,7 +325,7 @@ class ClassTableCallback(pl.Callback):
         png = None
         if self.plot and (self.plot_during_fit or trainer.state.fn != "fit"):
             png = self.dirpath / "plots" / "confusion_matrix.png"
-            fig = confusion_figure(
+            fig = confusion_heatmap_figure(
                 metrics["confmat"], pl_module.class_names,
                 title=f"confusion matrix (row-normalised, %), step {metrics.get('step', trainer.global_step)}",
             )
