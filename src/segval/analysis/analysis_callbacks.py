@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 
 from segval.analysis.boundary import BoundaryIoU, boundary_iou_from_counts
