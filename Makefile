@@ -32,12 +32,12 @@ install-test: $(VENV)/.installed-test
 
 DEMO_RUN ?= outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-## demo: render demo tabletop data, train a small SegFormer on CPU, evaluate it (per-class table),
-## then explain the weak classes (findings.json + report.html)
+## demo: the whole loop on CPU, offline (`segval demo run`, each stage a real segval command): render demo
+## tabletop data, inject known label errors, QA, train a small SegFormer, analyze, relabel queue with SAM 2
+## proposals, an oracle answers it with the clean truth, import as a new version, retrain, compare, gate;
+## prints errors injected / found in the queue, mIoU before -> after, per-class deltas, the gate verdict
 demo: install
-	$(BIN)/segval data render
-	$(BIN)/segval train experiment=demo hydra.run.dir=$(DEMO_RUN)/train
-	$(BIN)/segval analyze run_dir=$(DEMO_RUN)/train hydra.run.dir=$(DEMO_RUN)/analyze
+	$(BIN)/segval demo run hydra.run.dir=$(DEMO_RUN)
 
 ## test: install test dependencies when missing, run the whole suite
 test: install-test

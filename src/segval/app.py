@@ -33,6 +33,11 @@ CONFIG_PATH = "conf"
 if not OmegaConf.has_resolver("segval.concat"):
     OmegaConf.register_new_resolver("segval.concat", lambda *lists: [x for part in lists for x in part])
 
+# `${segval.release_root:${data.releases},${data.version}}` and `${segval.sweep_group:...}` (W&B group per sweep)
+from segval.sweeps import register_resolvers  # noqa: E402
+
+register_resolvers()
+
 
 def find_user_error(err: BaseException) -> BaseException | None:
     """The :class:`SegvalError` (or refused overwrite) behind ``err``, looking through wrappers

@@ -25,6 +25,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     model = SegmentationModule.from_checkpoint(cfg.ckpt_path)
+    model.set_task(cfg.get("task", "semantic"))
     dm = build_datamodule(cfg)
     if list(model.class_names) != dm.class_names:
         raise ConfigError(

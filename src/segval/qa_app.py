@@ -43,13 +43,39 @@ def open_package(cfg: DictConfig) -> Any:
     return pkg
 
 
+def annotator_inputs(cfg: DictConfig, pkg: Any, qa_cfg: Any) -> tuple[Any, Any]:
+    """``annotators.agreement`` (read) and ``annotators.previous`` (correction rates of the previous version's
+    annotators, from the diff previous -> this package); (None, None) when not given."""
+    import json
+
+    from segval.errors import DatasetError
+
+    ann = cfg.get("annotators") or {}
+    agreement = corrections = None
+    if ann.get("agreement"):
+        path = Path(str(ann.agreement))
+        if not path.is_file():
+            raise DatasetError("agreement file not found; pass the agreement.json of `segval agreement`", path=path)
+        agreement = json.loads(path.read_text(encoding="utf-8"))
+    if ann.get("previous"):
+        from segval.dataset.package import DatasetPackage
+        from segval.dataset.versions import diff_packages
+        from segval.qa.annotators import correction_rates
+
+        prev = DatasetPackage.open(str(ann.previous))
+        corrections = correction_rates(prev, diff_packages(prev, pkg), missing=qa_cfg.annotator_missing)
+    return agreement, corrections
+
+
 @segval_app("qa")
 def main(cfg: DictConfig) -> None:
     from segval.qa.runner import QAConfig, run_qa, write_report
 
     qa_cfg = QAConfig.from_mapping(OmegaConf.to_container(cfg.qa, resolve=True))
     pkg = open_package(cfg)
-    report = run_qa(pkg, qa_cfg, splits=list(cfg.splits) if cfg.splits else None, progress=bool(cfg.progress))
+    agreement, corrections = annotator_inputs(cfg, pkg, qa_cfg)
+    report = run_qa(pkg, qa_cfg, splits=list(cfg.splits) if cfg.splits else None, progress=bool(cfg.progress),
+                    agreement=agreement, corrections=corrections)
     json_path, md_path = write_report(report, Path(cfg.paths.output_dir), max_listed=int(cfg.max_listed))
     c = report["counts"]
     for s, sp in report["splits"].items():
@@ -58,6 +84,11 @@ def main(cfg: DictConfig) -> None:
     dec = report["decision"]
     print(f"\n{pkg.name} {pkg.version}: {dec['status'].upper()} ({c['flagged_images']} of {c['images']} images "
           f"flagged; worst severity {dec['worst_severity'] or 'none'}, fail_on={dec['fail_on']})")
+    if report.get("annotators"):
+        from segval.qa.annotators import format_annotators
+
+        print("\n" + format_annotators(report["annotators"]).rstrip())
+        print(f"annotators: {json_path.parent / 'annotators.csv'}")
     print(f"report: {json_path}\n        {md_path}")
     if dec["exit_code"]:
         sys.exit(dec["exit_code"])

@@ -15,6 +15,7 @@ from segval.analysis.results import format_class_table, metrics_payload, write_r
 from segval.app import segval_app
 from segval.models.module import checkpoint_step
 from segval.runtime import build_datamodule, build_group, build_trainer
+from segval.sweeps import job, record_dataset
 
 log = logging.getLogger("segval")
 
@@ -30,11 +31,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         num_classes=dm.num_classes,
         class_names=dm.class_names,
         dataset=info,
+        task=cfg.get("task", "semantic"),
         _recursive_=False,
     )
     loggers = build_group(cfg.get("logger"), "logger")
     callbacks = build_group(cfg.get("callbacks"), "callback")
     trainer = build_trainer(cfg, callbacks=callbacks, loggers=loggers)
+    record_dataset(cfg, loggers, info)  # content hash into the config; dataset version as a W&B artifact
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -81,7 +84,8 @@ def _log_table(loggers: list[Any], payload: dict[str, Any]) -> None:
 
 @segval_app("train")
 def main(cfg: DictConfig) -> float | None:
-    payload = train(cfg)
+    with job(cfg):  # one W&B run per job (finished at its end); DDP ranks re-run this job only
+        payload = train(cfg)
     return payload["summary"].get("mIoU")
 
 

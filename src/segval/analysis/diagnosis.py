@@ -94,6 +94,8 @@ FINDINGS_SCHEMA: dict[str, Any] = {
         "([] when no train statistics were given)",
     },
     "inputs": "{train_stats, boundary_iou, per_image, agreement: bool}, which evidence was available",
+    "data_targets": "object, class-count targets and 'double the data' recommendations: see "
+    "segval.qa.targets.DATA_TARGETS_SCHEMA",
     "config": "object, the DiagnosisConfig used (all fields)",
     "classes": [
         {
@@ -123,6 +125,8 @@ FINDINGS_SCHEMA: dict[str, Any] = {
             ],
             "actions": "[str], what to do, strongest cause first: relabel ..., collect more ..., "
             "clarify the guideline between A and B, merge A and B, train longer ...",
+            "AP": "float | null, the class's COCO mask AP when the task is instance (metrics.json "
+            "instance.per_class); null for other tasks, stuff classes and classes without ground truth",
         }
     ],
 }
@@ -557,6 +561,12 @@ def _actions(ctx: _Ctx, i: int, causes: list[dict[str, Any]], worst: list[dict[s
 
 
 # ---------------------------------------------------------------------------------- diagnose
+def _data_targets(classes: Sequence[Mapping[str, Any]], train_stats: Any, dataset: Any) -> dict[str, Any]:
+    from segval.qa.targets import data_targets  # the rules live there (stream T)
+
+    return data_targets(classes, train_stats, dataset)
+
+
 def diagnose(
     metrics: Mapping[str, Any],
     confmat: Any,
@@ -652,6 +662,9 @@ def diagnose(
             "causes": causes,
             "worst_images": worst or [],
             "actions": _actions(ctx, i, causes, worst) if causes else [],
+            # instance task: the class's COCO mask AP (IoU .50:.95) from metrics.json; else null
+            "AP": optional_float((metrics["instance"].get("per_class") or {}).get(name))
+            if metrics.get("task") == "instance" and isinstance(metrics.get("instance"), Mapping) else None,
         })
 
     weak = sorted((c for c in classes if c["status"] == "weak"), key=lambda c: (c["IoU"], c["index"]))
@@ -670,6 +683,8 @@ def diagnose(
         "inputs": inputs,
         "config": cfg.to_dict(),
         "classes": classes,
+        # instance targets and "double the data" (segval.qa.targets.DATA_TARGETS_SCHEMA)
+        "data_targets": _data_targets(classes, train_stats, metrics.get("dataset")),
     }
 
 

@@ -48,6 +48,11 @@ def metrics_payload(
 
     A class whose IoU is undefined (no ground truth and no prediction) has ``"status": "absent"`` and
     null figures; it is left out of every mean.
+
+    When ``metrics`` holds ``"task"`` (set by ``SegmentationModule``), the payload gets ``"task"``, and
+    for the instance task ``"instance": {AP, AP50, AP75, APs, APm, APl, per_class: {name: AP}}``
+    (COCOeval segm), for the panoptic task ``"panoptic": {PQ, SQ, RQ, PQ_th, ..., RQ_st, n, n_th,
+    n_st, per_class: {name: {PQ, SQ, RQ}}}`` (panopticapi), values in [0, 1] and None for NaN.
     """
     per_class = []
     ids = list(class_ids) if class_ids is not None else list(range(len(class_names)))
@@ -68,7 +73,7 @@ def metrics_payload(
                 "pred_pixels": pred,
             }
         )
-    return {
+    payload = {
         "schema_version": SCHEMA_VERSION,
         "dataset": dict(dataset or {}),
         "split": split,
@@ -81,6 +86,33 @@ def metrics_payload(
         "definitions": dict(METRIC_DEFINITIONS),
         "confusion_matrix": {"file": "confusion_matrix.npy", "layout": "conf[gt, pred], int64 pixel counts"},
     }
+    if metrics.get("task") is not None:
+        payload["task"] = str(metrics["task"])
+    for block in ("instance", "panoptic"):
+        if metrics.get(block) is not None:
+            payload[block] = _plain_block(metrics[block])
+            payload["definitions"][block] = TASK_DEFINITIONS[block]
+    return payload
+
+
+#: how the instance / panoptic figures are defined (written into metrics.json "definitions")
+TASK_DEFINITIONS = {
+    "instance": "pycocotools COCOeval segm; predictions without bbox so APs/m/l use mask area (Detectron2); "
+                "GT = thing classes of the dataset's COCO, crowd regions ignored; per-class AP at IoU .50:.95, "
+                "all areas, 100 detections; null = no non-crowd ground truth",
+    "panoptic": "panopticapi pq_compute: match IoU strictly > 0.5, void and crowd handled as panopticapi; "
+                "PQ/SQ/RQ averaged over categories with TP+FP+FN > 0 (all, _th things, _st stuff); null for an "
+                "empty group or class",
+}
+
+
+def _plain_block(obj: Any) -> Any:
+    """Nested figures with NaN -> None (JSON null), ints kept."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain_block(v) for k, v in obj.items()}
+    if isinstance(obj, int) and not isinstance(obj, bool):
+        return obj
+    return optional_float(obj)
 
 
 def write_confusion(confmat: Any, class_names: Sequence[str], stem: str | Path) -> tuple[Path, Path]:
@@ -128,4 +160,8 @@ def format_class_table(payload: Mapping[str, Any]) -> str:
         "  ".join(f"{k} {pct(s.get(k)).strip()}" for k in ("mIoU", "mAcc", "aAcc", "fwIoU") if k in s)
         + "   (%, MMSegmentation / Detectron2 definitions; '-' = absent from GT and prediction)"
     )
+    for block, keys, how in (("instance", ("AP", "AP50", "AP75", "APs", "APm", "APl"), "COCOeval segm"),
+                             ("panoptic", ("PQ", "SQ", "RQ", "PQ_th", "PQ_st"), "panopticapi")):
+        if payload.get(block):
+            lines.append("  ".join(f"{k} {pct(payload[block].get(k)).strip()}" for k in keys) + f"   (%, {how})")
     return "\n".join(lines)

@@ -45,6 +45,11 @@ class SegmentationDataModule(pl.LightningDataModule):
         crop_size: (H, W) of training crops (used by the transform configs).
         mean, std: normalisation of 0..1 RGB.
         train_transforms, val_transforms: albumentations steps (config entries or objects).
+        task: ``"semantic"`` (batches as above), ``"instance"`` or ``"panoptic"``: batches also carry
+            ``"targets"`` (per image ``{"masks": bool[N, H, W], "labels": long[N]}``) and ``"size"``
+            from the same loader; the semantic ``"mask"`` is always there, so semantic metrics and the
+            analysis callbacks work for every task. Panoptic targets come from the package's
+            ``panoptic/`` when present, else from COCO (:mod:`segval.dataset.panoptic`).
     """
 
     def __init__(
@@ -68,8 +73,14 @@ class SegmentationDataModule(pl.LightningDataModule):
         std: Sequence[float] = (0.229, 0.224, 0.225),
         train_transforms: Sequence[Any] | None = None,
         val_transforms: Sequence[Any] | None = None,
+        task: str = "semantic",
     ) -> None:
         super().__init__()
+        from segval.tasks import TASKS
+
+        if task not in TASKS:
+            raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
+        self.task = task
         if format not in {"coco", "label_map"}:
             raise ConfigError(f"data.format must be 'coco' or 'label_map', got {format!r}")
         if (annotations is None) != (images is None):
@@ -149,12 +160,16 @@ class SegmentationDataModule(pl.LightningDataModule):
         return list(self.taxonomy.names)
 
     def dataset_info(self) -> dict[str, Any]:
-        """name, version, source and taxonomy ids: logged, and stored in checkpoints."""
+        """name, version, source, content hash and taxonomy ids: logged, and stored in checkpoints."""
+        from segval.dataset.content_hash import dataset_content_hash
+
         pkg = self.load()
         return {
             "name": pkg.name,
             "version": str(pkg.version),
             "source": str(self.annotations if self.plain_coco else self.root),
+            # sha256 over dataset.yaml, annotations, label maps, panoptic and image bytes (computed once per package)
+            "content_hash": dataset_content_hash(pkg),
             "taxonomy_ids": list(self.taxonomy.ids),
             "class_names": self.class_names,
         }
@@ -166,9 +181,11 @@ class SegmentationDataModule(pl.LightningDataModule):
                 raise ConfigError(f"split {split!r} is not in the package (splits: {pkg.splits})")
             data = pkg.split(split)
             self._check_format(data)
+            self._check_task(data)
             return data, None
         data = pkg.split(PLAIN_COCO_SPLIT)
         self._check_format(data)
+        self._check_task(data)
         if self._holdout is None:
             self._holdout = holdout_split(data.images, self.val_fraction)
         if split not in self._holdout:
@@ -180,6 +197,24 @@ class SegmentationDataModule(pl.LightningDataModule):
             where = "a plain COCO export has none" if self.plain_coco else f"no {self.root}/label_maps/{data.name}/"
             raise ConfigError(f"data.format=label_map but split {data.name!r} has no label maps ({where}); "
                               "use data.format=coco")
+
+    def _check_task(self, data: Any) -> None:
+        if self.task == "instance" and not any(c.isthing for c in data.taxonomy.categories):
+            where = self.annotations if self.plain_coco else self.root / "dataset.yaml"
+            raise ConfigError(
+                f"task=instance needs thing classes, but no category of {where} has isthing: true "
+                f"(classes: {data.taxonomy.names}); mark the countable classes isthing: true in the taxonomy, "
+                "or use task=semantic"
+            )
+
+    def _make_dataset(self, data: Any, transform: Any, idx: list[int] | None) -> SegmentationDataset:
+        panoptic = None
+        if self.task == "panoptic":
+            from segval.dataset.panoptic import PanopticSplit
+
+            panoptic = PanopticSplit.for_split(data, None if self.plain_coco else self.root)
+        return SegmentationDataset(data, self.format, transform, self.normalize, idx, task=self.task,
+                                   panoptic=panoptic)
 
     # -- Lightning hooks -------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -206,16 +241,16 @@ class SegmentationDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.data_train is None:
             split, idx = self._split_and_indices("train" if self.plain_coco else self.train_split)
-            self.data_train = SegmentationDataset(split, self.format, self.train_transform, self.normalize, idx)
+            self.data_train = self._make_dataset(split, self.train_transform, idx)
         if stage in (None, "fit", "validate") and self.data_val is None:
             name = self.eval_split or ("val" if self.plain_coco else self.val_split)
             split, idx = self._split_and_indices(name)
-            self.data_val = SegmentationDataset(split, self.format, self.val_transform, self.normalize, idx)
+            self.data_val = self._make_dataset(split, self.val_transform, idx)
 
     def dataset(self, split: str) -> SegmentationDataset:
         """An evaluation dataset (val transforms) of any split."""
         data, idx = self._split_and_indices(split)
-        return SegmentationDataset(data, self.format, self.val_transform, self.normalize, idx)
+        return self._make_dataset(data, self.val_transform, idx)
 
     def _loader(self, dataset: SegmentationDataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
         if len(dataset) == 0:

@@ -2,9 +2,12 @@
 
 YAML front matter (license, task_categories, task_ids, size_categories, pretty_name, tags), then
 Dataset summary, Classes, Splits, How to load (a plain-Python snippet with pycocotools and a
-torch ``Dataset``; both run as written from the package folder), Annotation guideline (dataset.yaml
+torch ``Dataset``; both run as written from the package folder; the ``loaders/`` folder when the
+release wrote one), Baseline results (when a baseline run is published with the version:
+``baseline/``, see :mod:`segval.dataset.baseline`), Annotation guideline (dataset.yaml
 ``guideline:``), Known limitations (dataset.yaml ``limitations:`` plus automatic ones: classes
-under ``rare_share`` of the pixels, classes absent from a split) and Version history (CHANGELOG.md).
+under ``rare_share`` of the pixels, classes absent from a split, and the domain gap measured by
+``segval domain-gap`` when given) and Version history (CHANGELOG.md).
 """
 
 from __future__ import annotations
@@ -125,9 +128,49 @@ def limitations(pkg: DatasetPackage, summary: Mapping[str, Any], *, rare_share: 
     return out
 
 
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.2f}"
+
+
+def baseline_section(baseline: Mapping[str, Any]) -> list[str]:
+    """The card's Baseline results lines from :func:`segval.dataset.baseline.baseline_summary`."""
+    s = baseline["summary"]
+    lines = ["## Baseline results", "",
+             f"A {baseline['model']} trained on this version (step {baseline['step']}), evaluated on the "
+             f"`{baseline['split']}` split. Weights, metrics, findings and the exact config are in `baseline/` "
+             "(`model.safetensors` + `model.json`; rebuild with `segval.dataset.baseline.load_baseline('baseline')`). "
+             "IoU / Acc in % (MMSegmentation definitions; n/a = class absent from ground truth and prediction).", "",
+             "| class | IoU | Acc |", "|---|---:|---:|"]
+    lines += [f"| {r['name']} | {_pct(r['IoU'])} | {_pct(r['Acc'])} |" for r in baseline["per_class"]]
+    lines.append(f"| **mean** | **{_pct(s.get('mIoU'))}** | **{_pct(s.get('mAcc'))}** |")
+    lines += ["", f"aAcc {_pct(s.get('aAcc'))} %, fwIoU {_pct(s.get('fwIoU'))} %."]
+    if baseline.get("weak_classes"):
+        lines.append(f"Weak classes (see `baseline/findings.md`): {', '.join(baseline['weak_classes'])}.")
+    return lines + [""]
+
+
+def domain_gap_limitations(gap: Mapping[str, Any], *, top: int = 3) -> list[str]:
+    """Known-limitation sentences from a ``domain_gap.json`` (:mod:`segval.analysis.domain_gap`)."""
+    src, tgt = gap["source"], gap["target"]
+    s = gap["summary"]
+    if s.get("mIoU_source") is None or s.get("mIoU_target") is None:
+        return []
+    out = [f"Domain gap: the baseline's mIoU is {_pct(s['mIoU_source'])}% on `{src['split']}` of {src['dataset']} "
+           f"but {_pct(s['mIoU_target'])}% on `{tgt['split']}` of {tgt['dataset']} "
+           f"({100 * s['mIoU_gap']:+.2f} points)" + ("; expect lower scores on images like those." if s["mIoU_gap"] < 0
+                                                     else ": no overall drop on that domain.")]
+    worst = [r for r in gap["per_class"] if r.get("gap") is not None and r["gap"] < 0][:top]
+    if worst:
+        out.append("Classes losing most on the target domain: " + ", ".join(
+            f"`{r['name']}` {_pct(r['IoU_source'])}% -> {_pct(r['IoU_target'])}%" for r in worst) + ".")
+    return out
+
+
 def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: str = "",
-                rare_share: float = 0.01) -> str:
-    """The card's Markdown text (see the module doc); ``summary`` from :func:`segval.dataset.summary.summarize`."""
+                rare_share: float = 0.01, baseline: Mapping[str, Any] | None = None,
+                domain_gap: Mapping[str, Any] | None = None, loaders: bool = False) -> str:
+    """The card's Markdown text (see the module doc); ``summary`` from :func:`segval.dataset.summary.summarize`,
+    ``baseline`` from :func:`segval.dataset.baseline.baseline_summary`, ``domain_gap`` a ``domain_gap.json``."""
     splits = summary["splits"]
     n_images = sum(d["images"] for d in splits.values())
     n_ann = sum(d["annotations"] for d in splits.values())
@@ -162,6 +205,12 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
               "```python", TORCH_SNIPPET.format(split=first).rstrip(), "```", "",
               "With segval: `segval train data=package data.root=<this folder>`; "
               "`segval data check data=package data.root=<this folder>`.", ""]
+    if loaders:
+        lines += ["Ready-to-run loaders are in `loaders/` (see `loaders/README.md`): pycocotools with overlays of 5 "
+                  "images, a PyTorch `Dataset`, an MMSegmentation config fragment (label maps) and a Detectron2 "
+                  "registration (COCO).", ""]
+    if baseline is not None:
+        lines += baseline_section(baseline)
     lines += ["## Annotation guideline", ""]
     guideline = pkg.metadata.get("guideline")
     if guideline:
@@ -171,6 +220,8 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
                      "see the Classes table; masks follow the COCO conventions (RLE, `iscrowd` for groups).")
     lines += ["", "## Known limitations", ""]
     lim = limitations(pkg, summary, rare_share=rare_share)
+    if domain_gap is not None:
+        lim += domain_gap_limitations(domain_gap)
     lines += [f"- {x}" for x in lim] or ["- none recorded"]
     lines += ["", "## Version history", ""]
     history = changelog.strip()
@@ -182,8 +233,22 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
 
 
 def write_card(pkg: DatasetPackage, target: str | os.PathLike, *, changelog: str | None = None,
-               rare_share: float = 0.01, summary: Mapping[str, Any] | None = None) -> Path:
-    """Write the card of ``pkg`` to ``target`` (CHANGELOG.md of the package read when ``changelog`` is None)."""
+               rare_share: float = 0.01, summary: Mapping[str, Any] | None = None,
+               baseline: Mapping[str, Any] | None = None, domain_gap: Mapping[str, Any] | None = None,
+               loaders: bool | None = None) -> Path:
+    """Write the card of ``pkg`` to ``target`` (CHANGELOG.md of the package read when ``changelog`` is None;
+    ``baseline/`` and ``loaders/`` of the package used when present and not given)."""
+    import json
+
+    from segval.dataset.baseline import BASELINE_DIR, baseline_summary
+
+    if baseline is None and (pkg.root / BASELINE_DIR / "model.json").is_file():
+        baseline = baseline_summary(pkg.root / BASELINE_DIR)
+    for gap_file in (pkg.root / BASELINE_DIR / "domain_gap.json", pkg.root / "domain_gap.json"):
+        if domain_gap is None and gap_file.is_file():
+            domain_gap = json.loads(gap_file.read_text(encoding="utf-8"))
+    if loaders is None:
+        loaders = (pkg.root / "loaders" / "README.md").is_file()
     from segval.dataset.summary import summarize
     from segval.io import write_text
 
@@ -191,4 +256,5 @@ def write_card(pkg: DatasetPackage, target: str | os.PathLike, *, changelog: str
         log = pkg.root / "CHANGELOG.md"
         changelog = log.read_text(encoding="utf-8") if log.is_file() else ""
     summary = summary or summarize(pkg)
-    return write_text(target, render_card(pkg, summary, changelog=changelog, rare_share=rare_share))
+    return write_text(target, render_card(pkg, summary, changelog=changelog, rare_share=rare_share,
+                                          baseline=baseline, domain_gap=domain_gap, loaders=loaders))

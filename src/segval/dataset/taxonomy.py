@@ -61,6 +61,9 @@ class Category:
         color: RGB display colour, three ints in 0..255.
         isthing: True for countable objects (instances), False for stuff (background, table, ...).
         group: one of ``rigid``, ``deformable``, ``thin``, ``stuff`` (groups carry QA targets).
+        transparent: optional flag (dataset.yaml ``transparent: true``) for glass, clear plastic and
+            other see-through classes, which need more examples (:mod:`segval.qa.targets`); written to
+            dataset.yaml only when True, so existing files are unchanged.
     """
 
     id: int
@@ -68,6 +71,7 @@ class Category:
     color: tuple[int, int, int]
     isthing: bool
     group: str
+    transparent: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.id, bool) or not isinstance(self.id, (int, np.integer)):
@@ -87,20 +91,27 @@ class Category:
             )
         object.__setattr__(self, "color", color)
         object.__setattr__(self, "isthing", bool(self.isthing))
+        if not isinstance(self.transparent, (bool, np.bool_)):
+            raise ValueError(f"category {self.name!r} (id {self.id}): transparent must be true or false, "
+                             f"got {self.transparent!r}")
+        object.__setattr__(self, "transparent", bool(self.transparent))
         if self.group not in GROUPS:
             raise ValueError(
                 f"category {self.name!r} (id {self.id}): group must be one of {list(GROUPS)}, got {self.group!r}"
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """The dataset.yaml form: ``{id, name, color, isthing, group}``."""
-        return {
+        """The dataset.yaml form: ``{id, name, color, isthing, group}`` (+ ``transparent: true`` when set)."""
+        out = {
             "id": self.id,
             "name": self.name,
             "color": list(self.color),
             "isthing": self.isthing,
             "group": self.group,
         }
+        if self.transparent:
+            out["transparent"] = True
+        return out
 
 
 class Taxonomy:
@@ -370,4 +381,6 @@ def _category_from_mapping(e: Mapping[str, Any], *, is_background: bool) -> Cate
         group = e["supercategory"]
     if group is None:
         group = "rigid" if isthing else "stuff"
-    return Category(cat_id, str(e["name"]), tuple(color), isthing, group)
+    transparent = e.get("transparent", False)
+    return Category(cat_id, str(e["name"]), tuple(color), isthing, group,
+                    False if transparent is None else transparent)

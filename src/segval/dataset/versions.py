@@ -18,6 +18,16 @@ Rules of a release (:func:`release`):
 
 * the version folder is written atomically, then every file and folder in it is made read-only.
 
+Optional parts of a release (checked before anything is written):
+
+* ``baseline=<run dir>``: a finished ``segval train`` / ``eval`` / ``analyze`` run of this taxonomy is
+  bundled into ``<version>/baseline/`` (safetensors weights + model.json, metrics.json, findings,
+  the exact config; :mod:`segval.dataset.baseline`) and the card's results table is filled from it;
+* ``domain_gap=<domain_gap.json>``: a ``segval domain-gap`` result of this taxonomy, copied beside the
+  baseline (``baseline/domain_gap.json``, or ``domain_gap.json`` without a baseline) and summarised
+  in the card's known limitations;
+* ``loaders=True`` (default): loader snippets in ``<version>/loaders/`` (:mod:`segval.dataset.loaders`).
+
 A diff (:func:`diff_packages`) compares two packages split by split: images and annotations
 added, changed (annotation: segmentation, category or iscrowd differs; image: file name or size
 differs), deprecated (newly listed in ``deprecated``) and removed (gone and not deprecated),
@@ -322,19 +332,63 @@ def make_read_only(root: Path) -> None:
         p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+def check_domain_gap(path: str | os.PathLike, taxonomy: Any) -> dict[str, Any]:
+    """Read a ``domain_gap.json`` and check that its classes are the taxonomy's (DatasetError if not)."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError("domain gap file not found; pass the domain_gap.json written by `segval domain-gap`",
+                           path=path)
+    gap = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(gap, Mapping) or "per_class" not in gap or "summary" not in gap:
+        raise DatasetError("not a domain_gap.json (no per_class / summary)", path=path)
+    names = [r.get("name") for r in gap.get("class_order") or gap["per_class"]]
+    if sorted(map(str, names)) != sorted(taxonomy.names):
+        raise DatasetError(f"the domain gap was measured on the classes {names}, the package has {taxonomy.names}; "
+                           "measure it with a checkpoint of this taxonomy", path=path)
+    return dict(gap)
+
+
+def _release_ignore(root: Path) -> Callable[[str, list[str]], set[str]]:
+    """copytree filter: the card, changelog and hidden files everywhere; ``baseline/`` and ``loaders/`` at the
+    top (they belong to one version and are written anew)."""
+    base = shutil.ignore_patterns("README.md", "CHANGELOG.md", ".*")
+    top = str(Path(root).resolve())
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        out = set(base(folder, names))
+        if str(Path(folder).resolve()) == top:
+            out |= {n for n in names if n in ("baseline", "loaders")}
+        return out
+
+    return ignore
+
+
 def release(source: str | os.PathLike, releases: str | os.PathLike, *, bump: str | None = "minor",
             version: str | None = None, notes: str = "", day: str | None = None,
-            progress: Callable[[Iterable], Iterable] | None = None) -> dict[str, Any]:
+            progress: Callable[[Iterable], Iterable] | None = None, baseline: str | os.PathLike | None = None,
+            domain_gap: str | os.PathLike | None = None, loaders: bool = True) -> dict[str, Any]:
     """Release the package ``source`` as ``<releases>/<version>`` (see the module doc).
 
+    Args:
+        baseline: a finished run directory to publish as ``baseline/`` (None: no baseline).
+        domain_gap: a ``domain_gap.json`` to publish and summarise in the card (None: none).
+        loaders: write the loader snippets into ``loaders/``.
+
     Returns:
-        ``{"version", "path", "previous", "diff"}`` (``previous``/``diff`` None for the first release).
+        ``{"version", "path", "previous", "diff", "baseline", "loaders"}`` (``previous``/``diff``
+        None for the first release; ``baseline`` the bundle's files and summary or None;
+        ``loaders`` the loader file names).
 
     Raises:
         DatasetError: the version exists already; ids of the previous release are gone without
-            being deprecated; ``source`` is not a valid package.
+            being deprecated; ``source`` is not a valid package; a baseline run or domain gap of
+            another taxonomy.
         ConfigError: a bad bump / version, or a version older than the latest release.
     """
+    from segval.dataset.baseline import BASELINE_DIR, collect_baseline, write_baseline
+    from segval.dataset.loaders import write_loaders
     from segval.dataset.card import write_card
     from segval.io import atomic_dir, write_text
 
@@ -349,6 +403,8 @@ def release(source: str | os.PathLike, releases: str | os.PathLike, *, bump: str
     if rel_root.resolve() == Path(source).resolve() or rel_root.resolve() in Path(source).resolve().parents:
         raise ConfigError(f"source={source} lies inside releases={releases}: release from a working copy")
     prev = DatasetPackage.open(rel_root / released[-1]) if released else None
+    run = collect_baseline(baseline, src.taxonomy) if baseline else None
+    gap = check_domain_gap(domain_gap, src.taxonomy) if domain_gap else None
     diff = None
     if prev is not None:
         check_ids_kept(prev, src)
@@ -360,16 +416,24 @@ def release(source: str | os.PathLike, releases: str | os.PathLike, *, bump: str
     changelog = _prepend(history, entry)
     with atomic_dir(target) as tmp:
         shutil.copytree(src.root, tmp, dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("README.md", "CHANGELOG.md", ".*"))
+                        ignore=_release_ignore(src.root))
         meta = yaml.safe_load((tmp / "dataset.yaml").read_text(encoding="utf-8"))
         meta["version"] = new_version
         (tmp / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
         (tmp / "CHANGELOG.md").write_text(changelog, encoding="utf-8")
-        write_card(DatasetPackage.open(tmp), tmp / "README.md", changelog=changelog)
+        bundle = write_baseline(run, tmp / BASELINE_DIR) if run is not None else None
+        if gap is not None:
+            from segval.io import write_json
+
+            write_json((tmp / BASELINE_DIR if run is not None else tmp) / "domain_gap.json", gap)
+        new_pkg = DatasetPackage.open(tmp)
+        loader_files = [p.name for p in write_loaders(new_pkg, tmp / "loaders")] if loaders else []
+        write_card(new_pkg, tmp / "README.md", changelog=changelog)
         for p in [tmp, *tmp.rglob("*")]:  # readable by all (mkdtemp/mkstemp give 0700/0600)
             p.chmod(p.stat().st_mode | (0o755 if p.is_dir() else 0o644))
     make_read_only(target)
     top_log = rel_root / "CHANGELOG.md"
     top = top_log.read_text(encoding="utf-8") if top_log.is_file() else ""
     write_text(top_log, _prepend(top, entry)).chmod(0o644)
-    return {"version": new_version, "path": str(target), "previous": prev.version if prev else None, "diff": diff}
+    return {"version": new_version, "path": str(target), "previous": prev.version if prev else None, "diff": diff,
+            "baseline": bundle, "loaders": loader_files}

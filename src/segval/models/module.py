@@ -14,7 +14,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from segval.analysis.functional import semantic_metrics
+from segval.analysis.instance_ap import evaluate_segm, gather_results, instance_results
 from segval.analysis.metrics import ConfusionMatrix
+from segval.analysis.panoptic_quality import PanopticQualityStats, pq_summary
+from segval.tasks import TASKS
 from segval.errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,11 @@ class SegmentationModule(pl.LightningModule):
         nan_check_interval: a non-finite loss is recorded on the device every step without a
             host sync, and raised every this many steps and always before a validation or a
             checkpoint, so no NaN weights are ever saved.
+        task: ``"semantic"``, ``"instance"`` or ``"panoptic"``. Every task trains on the batch's
+            targets and keeps the semantic metrics (from the adapter's semantic logits); instance
+            and panoptic need an adapter with ``predict_instances`` (Mask2Former) and add COCO AP
+            (:mod:`segval.analysis.instance_ap`) or PQ (:mod:`segval.analysis.panoptic_quality`),
+            scored against the evaluated dataset's ground truth at the original image size.
     """
 
     def __init__(
@@ -59,6 +67,7 @@ class SegmentationModule(pl.LightningModule):
         ignore_index: int = 255,
         dataset: Mapping[str, Any] | None = None,
         nan_check_interval: int = 50,
+        task: str = "semantic",
     ) -> None:
         super().__init__()
         adapter, optimizer, scheduler, dataset = map(_plain, (adapter, optimizer, scheduler, dataset))
@@ -73,19 +82,43 @@ class SegmentationModule(pl.LightningModule):
             adapter, num_classes=num_classes, class_names=class_names, ignore_index=ignore_index, _convert_="all"
         )
         self.val_confmat = ConfusionMatrix(num_classes, ignore_index=ignore_index)
+        self.task = "semantic"
+        self.set_task(task)
+        self._instance_results: list[dict[str, Any]] = []  # COCO results of this rank (instance task)
+        self._evaluated_ids: list[int] = []
+        self.val_pq: PanopticQualityStats | None = None
         #: metrics of the last finished validation: semantic_metrics(...) plus "confmat" and "step"
         self.last_metrics: dict[str, Any] | None = None
         self.nan_check_interval = max(1, int(nan_check_interval))
         # first step whose training loss was not finite (-1: none); updated on the device, no sync
         self.register_buffer("first_nonfinite_step", torch.tensor(-1, dtype=torch.long), persistent=False)
 
+    def set_task(self, task: str) -> None:
+        """Switch what validation scores (``segval eval task=...``); checks the adapter can do it."""
+        if task not in TASKS:
+            raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")
+        if task != "semantic" and not hasattr(self.adapter, "predict_instances"):
+            raise ConfigError(
+                f"task={task} needs a model that predicts instances (model=mask2former_tiny / mask2former_swin_t / "
+                f"mask2former_swin_l); {type(self.adapter).__name__} predicts semantic segmentation only"
+            )
+        self.task = task
+
     # -- steps ---------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images float[B, 3, H, W] -> logits float[B, C, H, W]."""
         return self.adapter(images)[1]
 
-    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _ = self.adapter(batch["image"], batch["mask"])
+    def _targets(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        if self.task == "semantic":
+            return {}
+        if "targets" not in batch:
+            raise ConfigError(f"task={self.task} but the batches carry no instance targets: set data.task={self.task} "
+                              "too (the data configs follow the top-level task= by default)")
+        return {"targets": batch["targets"]}
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        loss, _ = self.adapter(batch["image"], batch["mask"], **self._targets(batch))
         first = self.first_nonfinite_step
         hit = ~torch.isfinite(loss.detach()) & (first < 0)
         first.copy_(torch.where(hit, torch.full_like(first, self.global_step), first))
@@ -117,24 +150,88 @@ class SegmentationModule(pl.LightningModule):
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Returns ``{"logits": float[B, C, H, W], "preds": long[B, H, W]}`` for the analysis callbacks
         (Lightning hands them to ``on_validation_batch_end`` and keeps nothing)."""
-        loss, logits = self.adapter(batch["image"], batch["mask"])
+        if self.task == "semantic":
+            loss, logits = self.adapter(batch["image"], batch["mask"])
+        else:
+            loss, logits = self._instance_step(batch)
         preds = logits.argmax(dim=1)
         self.val_confmat.update(preds, batch["mask"])
         if loss is not None:
             self.log("val/loss", loss, batch_size=batch["image"].shape[0], sync_dist=True)
         return {"logits": logits.detach(), "preds": preds}
 
+    # -- instance / panoptic evaluation ------------------------------------------------------------
+    def _eval_dataset(self) -> Any:
+        loaders = self.trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        ds = getattr(loader, "dataset", None)
+        if not hasattr(ds, "coco_ground_truth"):
+            raise ConfigError(f"task={self.task} evaluates against the dataset's ground truth; the validation "
+                              "loader must serve a segval SegmentationDataset")
+        return ds
+
+    def _instance_step(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        ds = self._eval_dataset()
+        tax = ds.split.taxonomy
+        ids = [int(i) for i in batch["image_id"]]
+        recs = [ds.split.image(i) for i in ids]
+        loss, logits, preds = self.adapter.predict_instances(
+            batch["image"], batch["mask"], **self._targets(batch), task=self.task,
+            sizes=batch["size"].tolist(), out_sizes=[(r.height, r.width) for r in recs],
+            thing=[c.isthing for c in tax.categories],
+        )
+        self._evaluated_ids.extend(ids)
+        if self.task == "instance":
+            for i, p in zip(ids, preds):
+                self._instance_results.extend(instance_results(i, p, tax.ids))
+        else:
+            if self.val_pq is None:
+                self.val_pq = PanopticQualityStats(tax.ids).to(self.device)
+            for i, p in zip(ids, preds):
+                gt_ids, gt_segments = ds.panoptic_ground_truth(i)
+                segs = [{"id": s["id"], "category_id": tax.ids[s["label"]]} for s in p["segments"]]
+                self.val_pq.update(gt_ids, gt_segments, p["ids"], segs)
+        return loss, logits
+
+    def _instance_metrics(self) -> dict[str, Any]:
+        """AP (instance task) or PQ (panoptic task) of the finished validation, on every rank."""
+        ds = self._eval_dataset()
+        tax = ds.split.taxonomy
+        if self.task == "instance":
+            image_ids = sorted(set(gather_results(self._evaluated_ids)))
+            results = gather_results(self._instance_results)
+            return {"instance": evaluate_segm(ds.coco_ground_truth(image_ids), results)}
+        if self.val_pq is None:
+            self.val_pq = PanopticQualityStats(tax.ids).to(self.device)
+        stats = self.val_pq.compute().cpu()  # summed over ranks
+        return {"panoptic": pq_summary(stats, tax.names, [c.isthing for c in tax.categories])}
+
+    def _reset_instance_state(self) -> None:
+        self._instance_results, self._evaluated_ids = [], []
+        if self.val_pq is not None:
+            self.val_pq.reset()
+
     def on_validation_epoch_start(self) -> None:
         self.val_confmat.reset()
+        self._reset_instance_state()
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # a few batches only: never mistaken for a validation
             self.val_confmat.reset()
+            self._reset_instance_state()
             return
         confmat = self.val_confmat.compute().cpu()  # (C, C) int64, summed over ranks
         self.val_confmat.reset()
         metrics = semantic_metrics(confmat)
-        self.last_metrics = {**metrics, "confmat": confmat, "step": int(self.global_step)}
+        self.last_metrics = {**metrics, "confmat": confmat, "step": int(self.global_step), "task": self.task}
+        if self.task != "semantic":
+            extra = self._instance_metrics()
+            self._reset_instance_state()
+            self.last_metrics.update(extra)
+            block = extra.get("instance") or extra.get("panoptic")
+            for key, value in block.items():
+                if key != "per_class" and not key.startswith("n"):
+                    self.log(f"val/{key}", float(value), prog_bar=key in ("AP", "PQ"), rank_zero_only=True)
         # scalars; NaN (no ground truth and no prediction anywhere) is logged as NaN, never as 0
         for key in ("mIoU", "mAcc", "aAcc", "fwIoU", "mDice"):
             self.log(f"val/{key}", float(metrics[key]), prog_bar=key == "mIoU", sync_dist=False, rank_zero_only=True)

@@ -20,7 +20,16 @@ Checks (name: what trips it; default severity in ``conf/qa.yaml``):
   otherwise the share over the whole dataset (all checked splits pooled), i.e. drift between
   splits (with a single split nothing can drift).
 
+* ``class_count`` (dataset): a class with fewer instances (non-crowd annotations, checked splits
+  pooled) than ``count_base`` x its group factor (thin / deformable 3, transparent 5; see
+  :mod:`segval.qa.targets`). Severity ``info`` by default: raise it to gate a release on it.
+
 Only flagged images are listed in qa.json (``images``); counts cover every image.
+
+When annotations name their annotator (``attributes.annotator`` or a top-level ``annotator``, see
+:mod:`segval.qa.annotators`), qa.json gets an ``annotators`` block and qa.md a table: flag rates per
+annotator, plus agreement and correction rates per annotator when those inputs are given. Some
+annotations without an annotator are an error unless ``annotator_missing: unknown``.
 """
 
 from __future__ import annotations
@@ -46,7 +55,8 @@ SCHEMA_VERSION = 1
 SEVERITIES = ("info", "warning", "error")
 IMAGE_CHECKS = ("no_segment", "background", "small_mask", "fragmented", "jagged", "temporal_iou", "overlap", "format")
 SPLIT_CHECKS = ("class_drift",)
-CHECKS = IMAGE_CHECKS + SPLIT_CHECKS
+DATASET_CHECKS = ("class_count",)
+CHECKS = IMAGE_CHECKS + SPLIT_CHECKS + DATASET_CHECKS
 FAIL_ON = (*SEVERITIES, "never")
 
 
@@ -66,8 +76,12 @@ class QAConfig:
     severity: Mapping[str, str] = field(default_factory=lambda: {
         "no_segment": "error", "background": "warning", "small_mask": "warning", "fragmented": "warning",
         "jagged": "warning", "temporal_iou": "warning", "overlap": "warning", "format": "error",
-        "class_drift": "warning"})
+        "class_drift": "warning", "class_count": "info"})
     fail_on: str = "error"
+    count_base: int = 500
+    count_factors: Mapping[str, float] = field(default_factory=lambda: {
+        "rigid": 1.0, "stuff": 1.0, "deformable": 3.0, "thin": 3.0, "transparent": 5.0})
+    annotator_missing: str = "error"
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> QAConfig:
@@ -108,6 +122,14 @@ class QAConfig:
             raise ConfigError(f"qa.max_jaggedness must be > 0, got {self.max_jaggedness!r}")
         if self.drift_measure not in ("pixels", "instances"):
             raise ConfigError(f"qa.drift_measure must be 'pixels' or 'instances', got {self.drift_measure!r}")
+        from segval.qa.annotators import MISSING
+        from segval.qa.targets import check_factors
+
+        if self.annotator_missing not in MISSING:
+            raise ConfigError(f"qa.annotator_missing must be one of {list(MISSING)}, got {self.annotator_missing!r}")
+        if isinstance(self.count_base, bool) or not isinstance(self.count_base, int) or self.count_base < 1:
+            raise ConfigError(f"qa.count_base must be an integer >= 1, got {self.count_base!r}")
+        check_factors(self.count_factors)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.__dict__.items()}
@@ -253,14 +275,22 @@ def _shares(counts: Mapping[int, int]) -> dict[int, float]:
 
 
 # ---------------------------------------------------------------------- the run
-def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run every check over the splits of a :class:`DatasetPackage`; returns the qa.json dict."""
+def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, progress: bool = True,
+           agreement: Mapping[str, Any] | None = None, corrections: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run every check over the splits of a :class:`DatasetPackage`; returns the qa.json dict.
+
+    ``agreement`` (a ``segval agreement`` result, one set per annotator) and ``corrections``
+    (:func:`segval.qa.annotators.correction_rates`) add columns to the per-annotator table.
+    """
     from tqdm import tqdm
+
+    from segval.qa.annotators import annotator_index, annotator_report
 
     t0 = time.perf_counter()
     splits = list(splits) if splits else list(pkg.splits)
     for s in splits:
         pkg.split(s)  # ConfigError naming the splits if absent
+    who = annotator_index(pkg, splits, missing=cfg.annotator_missing)  # DatasetError before any work
     tax = pkg.taxonomy
     bg_id = tax.background_id
     names = {c.id: c.name for c in tax}
@@ -296,7 +326,7 @@ def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, prog
                                    "video_id": rec.video_id, "frame_index": rec.frame_index, "flags": flags})
         dist_counts[s] = dist
         split_out[s] = {"images": len(sd.images), "annotations": sd.num_annotations, "flagged_images": flagged,
-                        "counts": {c: counts.get(c, 0) for c in CHECKS},
+                        "counts": {c: counts.get(c, 0) for c in IMAGE_CHECKS + SPLIT_CHECKS},
                         "severity_counts": {v: sev_counts.get(v, 0) for v in SEVERITIES}, "findings": []}
     # class distribution drift, per split
     pooled: Counter = Counter()
@@ -323,11 +353,15 @@ def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, prog
                 split_out[s]["counts"]["class_drift"] += 1
                 split_out[s]["severity_counts"][f["severity"]] += 1
         split_out[s]["distribution"] = rows
-    total_counts = {c: sum(split_out[s]["counts"][c] for s in splits) for c in CHECKS}
+    class_counts = _class_count_check(pkg, splits, cfg)
+    total_counts = {c: sum(split_out[s]["counts"][c] for s in splits) for c in IMAGE_CHECKS + SPLIT_CHECKS}
+    total_counts["class_count"] = len(class_counts["findings"])
     total_sev = {v: sum(split_out[s]["severity_counts"][v] for s in splits) for v in SEVERITIES}
+    for f in class_counts["findings"]:
+        total_sev[f["severity"]] += 1
     worst = next((v for v in reversed(SEVERITIES) if total_sev[v]), None)
     failing = cfg.fail_on != "never" and worst is not None and SEVERITIES.index(worst) >= SEVERITIES.index(cfg.fail_on)
-    return {
+    report = {
         "schema_version": SCHEMA_VERSION,
         "dataset": {"name": pkg.name, "version": str(pkg.version), "root": str(pkg.root)},
         "splits_checked": splits,
@@ -340,9 +374,30 @@ def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, prog
                    "flagged_images": sum(split_out[s]["flagged_images"] for s in splits),
                    "checks": total_counts, "severity": total_sev},
         "splits": split_out,
+        "class_counts": class_counts,
         "images": images_out,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    report["annotators"] = annotator_report(report, pkg, who, agreement=agreement, corrections=corrections)
+    return report
+
+
+def _class_count_check(pkg: Any, splits: Sequence[str], cfg: QAConfig) -> dict[str, Any]:
+    """The ``class_count`` rule over the checked splits pooled (see :mod:`segval.qa.targets`)."""
+    from segval.qa.targets import DEFINITION, count_targets
+
+    instances: Counter = Counter()
+    for s in splits:
+        sd = pkg.split(s)
+        for rec in sd.images:
+            instances.update(int(a["category_id"]) for a in sd.annotations_for(rec.id)
+                             if not int(a.get("iscrowd", 0) or 0))
+    rows = count_targets(instances, pkg.taxonomy, base=cfg.count_base, factors=cfg.count_factors)
+    findings = [_flag(cfg, "class_count", f"{r['name']}: {r['instances']} instances < target {r['target']} "
+                      f"({cfg.count_base} x {r['factor']:g}, {'transparent' if r['transparent'] else r['group']})",
+                      category_id=r["id"], value=r["instances"], threshold=r["target"])
+                for r in rows if not r["met"]]
+    return {"definition": DEFINITION, "splits": list(splits), "rows": rows, "findings": findings}
 
 
 # ---------------------------------------------------------------------- report
@@ -356,11 +411,11 @@ def format_markdown(report: Mapping[str, Any], *, max_listed: int = 50) -> str:
              f"{report['counts']['flagged_images']} of {report['counts']['images']} images flagged; "
              f"findings by severity: " + ", ".join(f"{k} {v}" for k, v in report["counts"]["severity"].items()), "",
              "## Counts per split", "",
-             "| split | images | flagged | " + " | ".join(CHECKS) + " |",
-             "|---|---:|---:|" + "---:|" * len(CHECKS)]
+             "| split | images | flagged | " + " | ".join(IMAGE_CHECKS + SPLIT_CHECKS) + " |",
+             "|---|---:|---:|" + "---:|" * len(IMAGE_CHECKS + SPLIT_CHECKS)]
     for s, sp in report["splits"].items():
         lines.append(f"| {s} | {sp['images']} | {sp['flagged_images']} | "
-                     + " | ".join(str(sp["counts"][c]) for c in CHECKS) + " |")
+                     + " | ".join(str(sp["counts"].get(c, 0)) for c in IMAGE_CHECKS + SPLIT_CHECKS) + " |")
     lines += ["", f"## Class distribution ({report['distribution_measure']}; reference: "
               f"{report['distribution_reference']})", ""]
     for s, sp in report["splits"].items():
@@ -372,6 +427,20 @@ def format_markdown(report: Mapping[str, Any], *, max_listed: int = 50) -> str:
         for f in sp["findings"]:
             lines.append(f"- **{f['severity']}** {f['check']}: {f['message']}")
         lines.append("")
+    cc = report.get("class_counts")
+    if cc:
+        from segval.qa.targets import format_count_targets
+
+        lines += [f"## Instances per class vs target (splits {', '.join(cc['splits'])})", "", cc["definition"] + ".", "",
+                  format_count_targets(cc["rows"]), ""]
+        below = [r["name"] for r in cc["rows"] if not r["met"]]
+        sev = cc["findings"][0]["severity"] if cc["findings"] else None
+        lines += [f"{len(below)} of {len(cc['rows'])} classes below their target" + (f" ({sev}): {', '.join(below)}"
+                                                                                 if below else "") + ".", ""]
+    if report.get("annotators"):
+        from segval.qa.annotators import format_annotators
+
+        lines += [format_annotators(report["annotators"])]
     imgs = report["images"]
     lines += ["## Flagged images", ""]
     if not imgs:
@@ -389,4 +458,8 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path, *, max_listed: 
     out_dir = Path(out_dir)
     j = write_json(out_dir / "qa.json", report)
     m = write_text(out_dir / "qa.md", format_markdown(report, max_listed=max_listed))
+    if report.get("annotators"):
+        from segval.qa.annotators import annotators_csv
+
+        write_text(out_dir / "annotators.csv", annotators_csv(report["annotators"]))
     return j, m

@@ -1,0 +1,170 @@
+"""`segval demo run`: the whole loop, each stage a real ``segval`` command in its own process.
+
+render -> inject -> qa -> train (corrupted) -> analyze -> eval on train -> relabel queue (+ SAM 2
+proposals) -> oracle -> relabel import (new version) -> retrain -> compare -> gate -> summary.
+
+The stages and their arguments live in ``conf/demo_run.yaml`` (``stages.<name>.args``, OmegaConf
+interpolations of this run's paths); each one runs as ``python -m segval.cli <args>`` and must exit
+with one of its ``ok`` codes. The summary (:func:`summarize`) reads only what the stages wrote and the
+injection manifest: errors injected, injected images found in the queue, mIoU before / after on the
+(clean) validation split, per-class deltas, the gate verdict and where the reports are. It is
+printed and written to ``demo.json`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from segval.errors import SegvalError
+
+__all__ = ["format_summary", "run_stage", "summarize"]
+
+
+def command_exists(words: Sequence[str]) -> bool:
+    """True when ``segval <words...>`` is a registered command."""
+    from segval.cli import COMMANDS
+
+    return any(tuple(words[: len(k)]) == k for k in COMMANDS)
+
+
+def run_stage(name: str, args: Sequence[str], *, ok: Sequence[int] = (0,), log_dir: Path, index: str = "") -> float:
+    """Run ``segval <args>`` in a new process (output shown and kept in ``<log_dir>/<name>.log``); seconds taken.
+
+    Raises:
+        SegvalError: the command exited with a code not in ``ok`` (its log's tail is in the message).
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    cmd = [sys.executable, "-m", "segval.cli", *map(str, args)]
+    print(f"\n=== {index}{name}: segval {' '.join(map(str, args))}", flush=True)
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            sys.stdout.write(line)
+        code = proc.wait()
+    took = time.perf_counter() - start
+    if code not in ok:
+        tail = "".join(log_path.read_text(encoding="utf-8").splitlines(keepends=True)[-15:])
+        raise SegvalError(f"stage {name!r} (segval {' '.join(map(str, args))}) exited with {code} after "
+                          f"{took:.0f} s; log: {log_path}\n{tail}")
+    print(f"=== {name}: done in {took:.1f} s (exit {code})", flush=True)
+    return took
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _miou(metrics: Mapping[str, Any] | None) -> float | None:
+    return None if not metrics else (metrics.get("summary") or {}).get("mIoU")
+
+
+def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The demo's result from the files the stages wrote.
+
+    Args:
+        paths: ``manifest`` (errors.json), ``queue`` (queue.json), ``before`` / ``after`` (train run
+            directories), ``analyze`` (the analyze run directory), ``compare`` / ``gate`` (run
+            directories; optional), ``relabelled`` (the imported package; optional).
+        timings: seconds per stage.
+    """
+    p = {k: Path(v) for k, v in paths.items() if v}
+    manifest = _read(p["manifest"])
+    if manifest is None:
+        raise SegvalError(f"{p['manifest']} not found: the inject stage did not run")
+    injected = {int(it["image_id"]): it for it in manifest["items"]}
+    queue = _read(p["queue"]) if "queue" in p else None
+    queued: list[int] = []
+    if queue is not None:
+        for it in sorted(queue["items"], key=lambda it: it.get("rank", 0)):
+            if int(it["image_id"]) not in queued:
+                queued.append(int(it["image_id"]))
+    found = [i for i in queued if i in injected]
+    found_by_kind: dict[str, list[int]] = {}
+    for kind in manifest["counts"]:
+        total = [i for i, it in injected.items() if it["kind"] == kind]
+        if total:
+            found_by_kind[kind] = [sum(1 for i in total if i in set(queued)), len(total)]
+    before = _read(p["before"] / "metrics.json") if "before" in p else None
+    after = _read(p["after"] / "metrics.json") if "after" in p else None
+    per_class = []
+    if before and after:
+        a = {r["name"]: r for r in after["per_class"]}
+        for r in before["per_class"]:
+            b_iou, a_iou = r.get("IoU"), (a.get(r["name"]) or {}).get("IoU")
+            per_class.append({"name": r["name"], "before": b_iou, "after": a_iou,
+                              "delta": None if b_iou is None or a_iou is None else a_iou - b_iou})
+    gate = _read(p["gate"] / "verdict.json") if "gate" in p else None
+    reports = {}
+    for key, rel in (("analyze", "report/report.html"), ("compare", "compare.html"), ("gate", "verdict.md")):
+        if key in p and (p[key] / rel).is_file() and key not in reports:
+            reports[key] = str(p[key] / rel)
+    m_before, m_after = _miou(before), _miou(after)
+    return {
+        "errors_injected": len(injected),
+        "injected_by_kind": {k: v for k, v in manifest["counts"].items() if v},
+        "train_images": manifest["images"],
+        "queue_images": len(queued),
+        "errors_found_in_queue": len(found),
+        "recall_in_queue": len(found) / len(injected) if injected and queue is not None else None,
+        "found_by_kind": found_by_kind,
+        "mIoU_before": m_before,
+        "mIoU_after": m_after,
+        "mIoU_gain": None if m_before is None or m_after is None else m_after - m_before,
+        "evaluated_on": None if not before else f"{before['dataset'].get('name')} split {before.get('split')} (clean)",
+        "per_class": per_class,
+        "gate": None if gate is None else {"verdict": gate.get("status"), "exit_code": gate.get("exit_code"),
+                                           "failed": gate.get("failed") or [],
+                                           "file": str(p["gate"] / "verdict.json")},
+        "reports": reports,
+        "paths": {k: str(v) for k, v in p.items()},
+        "timings_s": dict(timings or {}),
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def format_summary(s: Mapping[str, Any]) -> str:
+    """The lines a user reads at the end of `make demo`."""
+    lines = ["", "=" * 72, "segval demo: did the loop find and fix the injected label errors?", "=" * 72,
+             f"errors injected:        {s['errors_injected']} of {s['train_images']} train images ("
+             + ", ".join(f"{k} {v}" for k, v in s["injected_by_kind"].items()) + ")"]
+    if s["recall_in_queue"] is None:
+        lines.append("errors found in queue:  n/a (no relabel queue)")
+    else:
+        lines.append(f"errors found in queue:  {s['errors_found_in_queue']} of {s['errors_injected']} "
+                     f"({_pct(s['recall_in_queue'])} %) in a queue of {s['queue_images']} images; by kind: "
+                     + ", ".join(f"{k} {a}/{b}" for k, (a, b) in s["found_by_kind"].items()))
+    gain = s["mIoU_gain"]
+    lines.append(f"mIoU before -> after:   {_pct(s['mIoU_before'])} -> {_pct(s['mIoU_after'])}"
+                 + ("" if gain is None else f"  ({'+' if gain >= 0 else ''}{100 * gain:.1f} mIoU)")
+                 + (f"  on {s['evaluated_on']}" if s["evaluated_on"] else ""))
+    if s["per_class"]:
+        lines.append("per-class IoU (before -> after, delta):")
+        for r in s["per_class"]:
+            d = r["delta"]
+            lines.append(f"  {r['name']:<14} {_pct(r['before']):>6} -> {_pct(r['after']):>6}   "
+                         + ("   n/a" if d is None else f"{'+' if d >= 0 else ''}{100 * d:.1f}"))
+    g = s["gate"]
+    lines.append("gate verdict:           " + ("n/a (no gate run)" if g is None else
+                                                   f"{g['verdict']}" + (f", failed rules: {', '.join(map(str, g['failed']))}"
+                                                                        if g["failed"] else "") + f" ({g['file']})"))
+    for k, v in s["reports"].items():
+        lines.append(f"report ({k}):" + " " * max(1, 14 - len(k)) + v)
+    if s["timings_s"]:
+        total = sum(s["timings_s"].values())
+        lines.append(f"time: {total / 60:.1f} min (" + ", ".join(f"{k} {v:.0f}s" for k, v in s["timings_s"].items()) + ")")
+    return "\n".join(lines)

@@ -1,0 +1,494 @@
+"""Model-free evidence of label errors, gathered from the dataset package itself.
+
+* **Temporal** (frames of a video, ordered by ``frame_index``): every annotation of frame t is
+  matched to its object in frames t-2 .. t+2 by best mask IoU over *all* classes (an object keeps
+  its pixels when its class is swapped; IoU >= ``pair_iou``), after translating each neighbour
+  frame onto frame t by the camera's shift (the median centroid displacement of three or more
+  objects matched at IoU >= ``match_iou``). Injected or real label errors are single-frame
+  *spikes*: the frame disagrees with both neighbours, which agree with each other.
+
+  - ``temporal_shape``, the best of three spike measures (+ ``second_weight`` x the others), each
+    compared with the same class in the same video (its median, and its spread: 90th percentile
+    - median, which keeps an articulated arm's usual changes from counting):
+
+    * *outline band*: pixels of the annotation outside both masks of a neighbour pair plus pixels
+      inside both but missing from it, over its perimeter, for the pairs (t-1, t+1) and (t-2, t+2);
+      the smaller is kept (a frame next to a corrupted one is explained by the pair that skips it).
+      Smooth motion keeps it near 0; dilated / eroded / shifted / simplified masks raise it. With
+      one neighbour (first / last frame): the symmetric difference with it over the perimeter,
+      against the class's usual consecutive-frame value. Scale ``shape_scale_px``.
+    * *area spike*: ``min(|log A_t / A_t-1|, |log A_t / A_t+1|)`` when both changes have the same
+      sign, else 0 (an occlusion onset or an object leaving the view changes towards one neighbour
+      only). Scale ``area_scale``.
+    * *position spike*: the centroid's displacement to each neighbour minus the frame's median
+      displacement (the camera), ``min(|a|, |b|) * max(0, cos(a, b))`` (a steady motion points the
+      two displacements in opposite directions; a shifted mask in the same). Scale ``motion_scale_px``.
+  - ``temporal_class``: the neighbours' objects (IoU >= ``class_iou``, up to four votes, a neighbour
+    with an overlapping object of the annotation's own class votes for it) agree by a majority of at
+    least two on another class (swaps, wrong regions).
+  - ``missing``: an object of frames t-1 and t+1 (or t-2 and t+2; same class, IoU >= ``pair_iou``
+    with each other) has, in frame t, no annotation of any class overlapping it (IoU >=
+    ``missing_iou``) and none of its class touching it or within two radii of where the two frames
+    put it: a dropped annotation. Value ``min(1, 0.5 + IoU of the pair)``. In the first / last frame
+    the two following / preceding frames stand for the pair (the object extrapolated; objects touching
+    the image border left out, they may be entering the view), at half the value.
+
+* **Geometry** (every image): the QA checks of :mod:`segval.qa.checks` per annotation
+  (components > ``max_components``, perimeter² / area > ``max_jaggedness``, area < ``min_mask_px``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from segval.qa import checks as qc
+from segval.relabel.scoring import Candidate, shape_value
+
+__all__ = ["FrameObjects", "TemporalConfig", "geometry_candidates", "load_frame", "temporal_candidates", "videos_of"]
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """Thresholds of the temporal evidence (see the module doc)."""
+
+    match_iou: float = 0.5
+    pair_iou: float = 0.2
+    class_iou: float = 0.3
+    missing_iou: float = 0.2
+    min_pixels: int = 16
+    shape_scale_px: float = 3.0
+    area_scale: float = 0.15
+    motion_scale_px: float = 6.0
+    spread_factor: float = 1.0
+    second_weight: float = 0.5
+    max_components: int = 10
+    max_jaggedness: float = 200.0
+    min_mask_px: int = 50
+
+
+@dataclass
+class FrameObjects:
+    """The non-crowd, non-background annotations of one image."""
+
+    image_id: int
+    ann_ids: list[int]
+    cats: list[int]
+    masks: np.ndarray  # bool[N, H, W]
+    height: int
+    width: int
+
+    @property
+    def flat(self) -> np.ndarray:
+        return self.masks.reshape(len(self.ann_ids), -1).astype(np.float32)
+
+    @property
+    def centroids(self) -> list[np.ndarray]:
+        if not hasattr(self, "_centroids"):
+            self._centroids = [_centroid(m) for m in self.masks]
+        return self._centroids
+
+
+def load_frame(split: Any, rec: Any, background_id: int | None) -> FrameObjects:
+    """Decode the annotations of ``rec`` (crowd and background annotations left out)."""
+    ids, cats, masks = [], [], []
+    for inst in split.instances(rec):
+        if inst.iscrowd or (background_id is not None and inst.category_id == background_id):
+            continue
+        ids.append(inst.annotation_id)
+        cats.append(inst.category_id)
+        masks.append(inst.mask)
+    arr = np.stack(masks) if masks else np.zeros((0, rec.height, rec.width), bool)
+    return FrameObjects(rec.id, ids, cats, arr, rec.height, rec.width)
+
+
+class _FrameWindow:
+    """The decoded frames of one video, loaded on demand; :meth:`keep` drops those outside a window."""
+
+    def __init__(self, split: Any, recs: Sequence[Any], background_id: int | None) -> None:
+        self.split, self.recs, self.background_id = split, recs, background_id
+        self.cache: dict[int, FrameObjects] = {}
+
+    def __getitem__(self, t: int) -> FrameObjects:
+        if t not in self.cache:
+            self.cache[t] = load_frame(self.split, self.recs[t], self.background_id)
+        return self.cache[t]
+
+    def keep(self, lo: int, hi: int) -> None:
+        for t in [t for t in self.cache if not lo <= t <= hi]:
+            del self.cache[t]
+
+
+def _iou_arrays(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float[Na, Nb] IoU of two stacks of bool masks of the same size."""
+    if a.shape[0] == 0 or b.shape[0] == 0 or a.shape[1:] != b.shape[1:]:
+        return np.zeros((a.shape[0], b.shape[0]))
+    fa = a.reshape(a.shape[0], -1).astype(np.float32)
+    fb = b.reshape(b.shape[0], -1).astype(np.float32)
+    inter = fa @ fb.T
+    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def _translate(masks: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """bool[N, H, W] moved by (dy, dx); what leaves the image is lost."""
+    out = np.zeros_like(masks)
+    h, w = masks.shape[1:]
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[:, yd, xd] = masks[:, ys, xs]
+    return out
+
+
+def _touches_border(mask: np.ndarray) -> bool:
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+
+
+def _box(mask: np.ndarray) -> list[float] | None:
+    b = qc.bounding_box(mask)
+    if b is None:
+        return None
+    y0, x0, y1, x1 = b
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+def videos_of(records: Iterable[Any]) -> dict[int, list[Any]]:
+    """``{video_id: records ordered by frame_index}`` for the records that have both."""
+    out: dict[int, list[Any]] = defaultdict(list)
+    for r in records:
+        if r.video_id is not None and r.frame_index is not None:
+            out[int(r.video_id)].append(r)
+    for v in out.values():
+        v.sort(key=lambda r: (r.frame_index, r.id))
+    return dict(out)
+
+
+def _match(iou: np.ndarray, j: int) -> tuple[int | None, float]:
+    if iou.shape[1] == 0 or iou.shape[0] == 0:
+        return None, 0.0
+    k = int(np.argmax(iou[j]))
+    return k, float(iou[j, k])
+
+
+def _centroid(m: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(m)
+    return np.array([xs.mean(), ys.mean()]) if xs.size else np.array([np.nan, np.nan])
+
+
+def temporal_candidates(
+    split: Any,
+    cfg: TemporalConfig,
+    *,
+    background_id: int | None,
+    class_name: Callable[[int], str],
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> list[Candidate]:
+    """Candidates from temporal consistency over every video of ``split`` (see the module doc)."""
+    progress = progress or (lambda it: it)
+    out: list[Candidate] = []
+    video_rows: list[tuple[dict, dict]] = []
+    videos = videos_of(split.images)
+    for vid, recs in progress(list(videos.items())):
+        if len(recs) < 2:
+            continue
+        n_fr = len(recs)
+        frames = _FrameWindow(split, recs, background_id)  # decoded masks of frames t-2 .. t+2 only
+        ious: dict[tuple[int, int], np.ndarray] = {}
+        aligned: dict[tuple[int, int], np.ndarray] = {}
+
+        def nbr(u: int, t: int) -> np.ndarray:
+            """bool[N_u, H, W]: frame u's masks translated onto frame t by the camera's shift between them
+            (the median centroid displacement of the objects matched at IoU >= match_iou, when there are
+            three or more), so a panning camera does not count as disagreement."""
+            if (u, t) not in aligned:
+                fu, ft = frames[u], frames[t]
+                raw = _iou_arrays(ft.masks, fu.masks)
+                shifts = [ft.centroids[j] - fu.centroids[int(np.argmax(raw[j]))] for j in range(raw.shape[0])
+                          if raw.shape[1] and raw[j].max() >= cfg.match_iou]
+                # the camera: the median over at least three objects (with fewer, objects' own motion would pass for it)
+                d = (np.round(np.nanmedian(np.stack(shifts), axis=0)).astype(int) if len(shifts) >= 3
+                     else np.zeros(2, int))
+                aligned[(u, t)] = _translate(fu.masks, int(d[1]), int(d[0])) if d.any() else fu.masks
+            return aligned[(u, t)]
+
+        def iou_to(t: int, u: int) -> np.ndarray:  # [N_t, N_u] after aligning frame u onto frame t
+            if (t, u) not in ious:
+                ious[(t, u)] = _iou_arrays(frames[t].masks, nbr(u, t))
+            return ious[(t, u)]
+
+        rows: dict[tuple[int, int], dict[str, Any]] = {}  # (t, j): scored once the video's medians are known
+        steps: dict[int, list[float]] = defaultdict(list)  # consecutive-frame symmetric difference / perimeter
+        for t in range(n_fr):
+            frames.keep(t - 2, t + 2)
+            for cache in (ious, aligned):
+                for key in [k for k in cache if min(k) < t - 2]:
+                    del cache[key]
+            fo = frames[t]
+            frame_acc = []
+            for j, (ann, cat) in enumerate(zip(fo.ann_ids, fo.cats)):
+                m = fo.masks[j]
+                area = int(m.sum())
+                if area < cfg.min_pixels:
+                    continue
+                per = max(qc.pixel_perimeter(m), 1)
+                row: dict[str, Any] = {"t": t, "j": j, "ann": ann, "cat": cat, "area": area, "image_id": fo.image_id,
+                                       "box": _box(m), "video": vid}
+                nb: dict[int, tuple[int, float]] = {}  # neighbour frame -> (index, IoU) of the same object
+                for u in (t - 2, t - 1, t + 1, t + 2):
+                    if 0 <= u < n_fr:
+                        k, iou = _match(iou_to(t, u), j)
+                        if k is not None and iou >= cfg.pair_iou:
+                            nb[u] = (k, iou)
+                row["iou_prev"] = nb.get(t - 1, (None, 0.0))[1]
+                row["iou_next"] = nb.get(t + 1, (None, 0.0))[1]
+                if t + 1 in nb and frames[t + 1].cats[nb[t + 1][0]] == cat and nb[t + 1][1] >= cfg.match_iou:
+                    steps[cat].append(int((m ^ nbr(t + 1, t)[nb[t + 1][0]]).sum()) / per)
+                # (1) outline: interpolation band over the pairs of neighbours around t (the smaller is the
+                # evidence: a frame next to a corrupted one is explained by the pair that skips it)
+                bands = []
+                for a_, b_ in ((t - 1, t + 1), (t - 2, t + 2)):
+                    if a_ in nb and b_ in nb:
+                        ma, mb = nbr(a_, t)[nb[a_][0]], nbr(b_, t)[nb[b_][0]]
+                        px = int((m & ~ma & ~mb).sum()) + int((ma & mb & ~m).sum())
+                        bands.append((px / per, px))
+                if bands:
+                    row["band"], row["pixels"] = min(bands)
+                    row["sided"] = 2
+                else:
+                    one = [u for u in (t - 1, t + 1) if u in nb and nb[u][1] >= cfg.match_iou]
+                    if one:
+                        diff = int((m ^ nbr(one[0], t)[nb[one[0]][0]]).sum())
+                        row.update(band=diff / per, sided=1, pixels=diff)
+                # (2) area and (3) position against the previous and next frames, as *spikes*: a change
+                # towards both neighbours in the same direction (an onset of occlusion, an object leaving the
+                # view or a steady motion changes towards one neighbour only, or in opposite directions)
+                if t - 1 in nb and t + 1 in nb:
+                    mp, mn = frames[t - 1].masks[nb[t - 1][0]], frames[t + 1].masks[nb[t + 1][0]]
+                    lp = float(np.log(area / max(int(mp.sum()), 1)))
+                    ln = float(np.log(area / max(int(mn.sum()), 1)))
+                    row["area_spike"] = min(abs(lp), abs(ln)) if lp * ln > 0 else 0.0
+                    c = _centroid(m)
+                    row["d_prev"], row["d_next"] = c - _centroid(mp), c - _centroid(mn)
+                    frame_acc.append((row["d_prev"], row["d_next"]))
+                # (4) class: the neighbours' classes of the same object (up to 4 votes)
+                votes = []
+                for u, (k, iou) in nb.items():
+                    if iou < cfg.class_iou:
+                        continue
+                    c_u = frames[u].cats[k]
+                    if c_u != cat:  # an object of its own class there overlapping it as well: no vote against
+                        own = [kk for kk, cc in enumerate(frames[u].cats) if cc == cat]
+                        if any(iou_to(t, u)[j, kk] >= cfg.class_iou for kk in own):
+                            c_u = cat
+                    votes.append(c_u)
+                if votes:
+                    top = max(set(votes), key=lambda c: (votes.count(c), -c))
+                    if top != cat and votes.count(top) >= 2 and votes.count(top) * 2 > len(votes):
+                        row["class_to"] = top
+                        row["class_votes"] = f"{votes.count(top)}/{len(votes)}"
+                rows[(t, j)] = row
+            if frame_acc:  # displacement common to the frame (the camera) removed, then the spike part
+                dp = np.stack([a for a, _ in frame_acc])
+                dn = np.stack([b for _, b in frame_acc])
+                fp_, fn_ = (np.nanmedian(dp, axis=0), np.nanmedian(dn, axis=0)) if len(frame_acc) > 2 else (0.0, 0.0)
+                for (tt, jj), r in rows.items():
+                    if tt == t and "d_prev" in r:
+                        a, b = np.nan_to_num(r["d_prev"] - fp_), np.nan_to_num(r["d_next"] - fn_)
+                        na, nb_ = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+                        cos = float(a @ b) / (na * nb_) if na > 0 and nb_ > 0 else 0.0
+                        r["motion_px"] = min(na, nb_) * max(0.0, cos)
+            # missing objects: in both frames of a neighbour pair, matched to each other, nothing here
+            seen: set[tuple[int, int]] = set()
+            here_c = [_centroid(mm) for mm in fo.masks]
+            pairs = [(t - 1, t + 1, False), (t - 2, t + 2, False)]
+            if t == 0 or t == n_fr - 1:  # the first / last frame: the next two (previous two) frames, half strength
+                step = 1 if t == 0 else -1
+                pairs.append((t + step, t + 2 * step, True))
+            for a_, b_, edge in pairs:
+                if min(a_, b_) < 0 or max(a_, b_) >= n_fr:
+                    continue
+                pf, nf = frames[a_], frames[b_]
+                pn = iou_to(a_, b_)
+                ip, inn = iou_to(t, a_), iou_to(t, b_)  # [N_t, N_a], [N_t, N_b]
+                for i in range(len(pf.ann_ids)):
+                    k, iou = _match(pn, i)
+                    if k is None or iou < cfg.pair_iou or nf.cats[k] != pf.cats[i] or pf.masks[i].sum() < cfg.min_pixels:
+                        continue
+                    if edge and _touches_border(pf.masks[i]):
+                        continue  # it may just be entering / leaving the view
+                    # not missing: an annotation of any class overlapping it (a class change is scored apart), or
+                    # one of its class touching it or lying where the two frames put it (a fast object)
+                    cat = pf.cats[i]
+                    ca, cb = _centroid(pf.masks[i]), _centroid(nf.masks[k])
+                    mid = 2 * ca - cb if edge else (ca + cb) / 2
+                    reach = 2.0 * np.sqrt(max(int(pf.masks[i].sum()), 1) / np.pi)
+                    if any(ip[jj, i] >= cfg.missing_iou or inn[jj, k] >= cfg.missing_iou
+                           or (fo.cats[jj] == cat and (ip[jj, i] > 0 or inn[jj, k] > 0
+                                                        or np.linalg.norm(here_c[jj] - mid) < reach))
+                           for jj in range(len(fo.ann_ids))):
+                        continue
+                    key = (pf.ann_ids[i], nf.ann_ids[k])
+                    if key in seen or (a_ == t - 2 and any(s[0] == pf.ann_ids[i] for s in seen)):
+                        continue
+                    seen.add(key)
+                    union = pf.masks[i] | nf.masks[k]
+                    inter = pf.masks[i] & nf.masks[k]
+                    value = min(1.0, 0.5 + iou) * (0.5 if edge else 1.0)
+                    where = ("in the two frames after it" if a_ > t else "in the two frames before it") if edge else \
+                        f"{abs(t - a_)} frame(s) before and after"
+                    out.append(Candidate(
+                        fo.image_id, "missing", cat, [], _box(union),
+                        {"missing": round(value, 4), "iou_pair": round(iou, 4), "pair_frames": [a_, b_],
+                         "video_edge": edge, "neighbour_annotation_ids": [pf.ann_ids[i], nf.ann_ids[k]]},
+                        f"a {class_name(cat)} labelled {where} (annotations {pf.ann_ids[i]}, {nf.ann_ids[k]}; "
+                        f"IoU {iou:.2f}) has no annotation here",
+                        float(inter.sum()), vid))
+        video_rows.append((rows, dict(steps)))
+    # the split's spread per class and measure (how far an articulated arm usually goes, over every video)
+    pooled: dict[tuple[str, int], list[float]] = defaultdict(list)
+    for rows, _ in video_rows:
+        for r in rows.values():
+            for key in ("band", "area_spike", "motion_px"):
+                if key in r and (key != "band" or r.get("sided") == 2):
+                    pooled[(key, r["cat"])].append(r[key])
+    split_spread = {k: float(np.quantile(v, 0.9) - np.median(v)) for k, v in pooled.items()}
+    for rows, steps in video_rows:
+        out.extend(_score_rows(rows, steps, split_spread, cfg, class_name))
+    return out
+
+
+def _score_rows(rows: Mapping[tuple[int, int], dict[str, Any]], steps: Mapping[int, list[float]],
+                split_spread: Mapping[tuple[str, int], float], cfg: TemporalConfig,
+                class_name: Callable[[int], str]) -> list[Candidate]:
+    """Candidates of one video's annotations, each measure compared with its class in the video: the video's
+    median, and a spread = the larger of the video's and the split's (90th percentile - median)."""
+    out: list[Candidate] = []
+    meds: dict[tuple[str, int, int | None], tuple[float, float]] = {}
+
+    def usual(key: str, cat: int, sided: int | None = None) -> tuple[float, float]:
+        if (key, cat, sided) not in meds:
+            if key == "band" and sided == 1 and steps.get(cat):
+                vals = steps[cat]
+            else:
+                vals = [r[key] for r in rows.values() if r["cat"] == cat and key in r
+                        and (sided is None or r.get("sided") == sided)]
+            m = float(np.median(vals)) if vals else 0.0
+            spread = float(np.quantile(vals, 0.9)) - m if vals else 0.0
+            meds[(key, cat, sided)] = (m, max(spread, split_spread.get((key, cat), 0.0)))
+        return meds[(key, cat, sided)]
+
+    for r in rows.values():
+        ev: dict[str, Any] = {"iou_prev": round(r["iou_prev"], 4), "iou_next": round(r["iou_next"], 4)}
+        reasons = []
+        name = class_name(r["cat"])
+        parts = []
+        if "band" in r:
+            mb, sb = usual("band", r["cat"], r["sided"])
+            v = shape_value(r["band"], mb, cfg.shape_scale_px + cfg.spread_factor * sb)
+            parts.append(v)
+            ev.update(band_px=round(r["band"], 3), video_median_band_px=round(mb, 3), sides=r["sided"])
+            if v > 0:
+                reasons.append(f"its outline disagrees with the same object in the neighbouring frames by "
+                               f"{r['band']:.1f} px (usual for {name} in this video: {mb:.1f} px)")
+        if "area_spike" in r:
+            ml, sl = usual("area_spike", r["cat"])
+            v = shape_value(r["area_spike"], ml, cfg.area_scale + cfg.spread_factor * sl)
+            parts.append(v)
+            ev.update(area_change=round(float(np.expm1(r["area_spike"])), 4),
+                      video_median_area_change=round(float(np.expm1(ml)), 4))
+            if v > 0:
+                reasons.append(f"its area differs by {np.expm1(r['area_spike']):.0%} or more from both neighbouring "
+                               f"frames in the same direction (usual for {name}: {np.expm1(ml):.0%})")
+        if "motion_px" in r:
+            mm, sm = usual("motion_px", r["cat"])
+            v = shape_value(r["motion_px"], mm, cfg.motion_scale_px + cfg.spread_factor * sm)
+            parts.append(v)
+            ev.update(motion_px=round(r["motion_px"], 3), video_median_motion_px=round(mm, 3))
+            if v > 0:
+                reasons.append(f"it jumps {r['motion_px']:.1f} px away from where both neighbouring frames put it "
+                               f"(usual for {name}: {mm:.1f} px)")
+        if parts:
+            srt = sorted(parts, reverse=True)
+            ev["temporal_shape"] = round(min(1.0, srt[0] + cfg.second_weight * sum(srt[1:])), 4)
+        if "class_to" in r:
+            ev["temporal_class"] = 1.0
+            ev["neighbour_class"] = class_name(r["class_to"])
+            ev["class_votes"] = r["class_votes"]
+            reasons.insert(0, f"labelled {name} but the same object is {class_name(r['class_to'])} in "
+                              f"{r['class_votes']} neighbouring frames")
+        if not reasons:
+            continue
+        out.append(Candidate(r["image_id"], "annotation", r["cat"], [r["ann"]], r["box"], ev,
+                             f"annotation {r['ann']}: " + "; ".join(reasons),
+                             float(r["area"] if "class_to" in r else r.get("pixels", 0)), r["video"]))
+    return out
+
+
+def geometry_candidates(
+    split: Any,
+    cfg: TemporalConfig,
+    *,
+    background_id: int | None,
+    class_name: Callable[[int], str],
+    images: Sequence[Any] | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> list[Candidate]:
+    """Candidates from the QA geometry checks (value: the share of the three checks that fire)."""
+    progress = progress or (lambda it: it)
+    out = []
+    for rec in progress(list(images if images is not None else split.images)):
+        for ann, rl in split.masks(rec):
+            cat = int(ann["category_id"])
+            if int(ann.get("iscrowd", 0) or 0) or (background_id is not None and cat == background_id):
+                continue
+            box, crop = qc.rle_crop(rl.counts, rl.height, rl.width)
+            info = qc.info_from_crop(box, crop)
+            if info.area == 0:
+                continue
+            fired = []
+            if info.components > cfg.max_components:
+                fired.append(f"{info.components} connected components > {cfg.max_components}")
+            if info.jaggedness > cfg.max_jaggedness:
+                fired.append(f"perimeter²/area {info.jaggedness:.0f} > {cfg.max_jaggedness:g}")
+            if info.area < cfg.min_mask_px:
+                fired.append(f"{info.area} px < {cfg.min_mask_px}")
+            if not fired:
+                continue
+            y0, x0, y1, x1 = info.box
+            out.append(Candidate(rec.id, "annotation", cat, [int(ann["id"])],
+                                 [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                                 {"geometry": round(len(fired) / 3, 4), "components": info.components,
+                                  "jaggedness": round(info.jaggedness, 2), "area": info.area},
+                                 f"annotation {int(ann['id'])} ({class_name(cat)}): " + "; ".join(fired),
+                                 float(info.area) * 0.25, rec.video_id))
+    return out
+
+
+def merge_candidates(cands: Iterable[Candidate]) -> list[Candidate]:
+    """One candidate per (image, kind, annotation ids, class): evidence merged, reasons joined."""
+    merged: dict[tuple, Candidate] = {}
+    for c in cands:
+        key = (c.image_id, c.kind, tuple(c.annotation_ids), c.category_id if c.kind != "annotation" else None,
+               tuple(c.region or ()) if c.kind == "missing" else None)
+        cur = merged.get(key)
+        if cur is None:
+            merged[key] = Candidate(c.image_id, c.kind, c.category_id, list(c.annotation_ids), c.region,
+                                    dict(c.evidence), c.reason, c.pixels, c.video_id)
+            continue
+        for k, v in c.evidence.items():
+            if k not in cur.evidence or (isinstance(v, (int, float)) and isinstance(cur.evidence[k], (int, float))
+                                         and v > cur.evidence[k]):
+                cur.evidence[k] = v
+        cur.reason = cur.reason + "; " + c.reason.split(": ", 1)[-1]
+        cur.pixels = max(cur.pixels, c.pixels)
+    return list(merged.values())
+
+
+def class_names_map(taxonomy: Any) -> Mapping[int, str]:
+    return {c.id: c.name for c in taxonomy.categories}

@@ -1,0 +1,280 @@
+"""The relabel queue: which images (and which annotations in them) annotators should look at first.
+
+:func:`build_queue` gathers evidence (model: per_image.csv + findings.json of a run; model-free:
+temporal consistency within videos and QA geometry, :mod:`segval.relabel.evidence`), ranks it
+(:mod:`segval.relabel.scoring`) and returns the ``queue.json`` document of CONTRACTS.md;
+:func:`write_queue` writes ``queue.json`` + ``queue.csv``; :func:`read_queue` reads and checks one.
+
+Model evidence must score the images of the queued split: per_image.csv of a run evaluated on
+that split (``segval eval split=train ...``). When the run given was evaluated on another split
+(a training run scores ``val``), its per-image rows cannot be used for the queued split's
+images and the queue is built from the model-free evidence plus the class-level findings; the
+app (:func:`segval.relabel_app.queue`) can run that evaluation itself with ``ckpt_path=``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from segval.errors import ConfigError, DatasetError
+from segval.io import atomic_path, write_json
+from segval.relabel.evidence import TemporalConfig, geometry_candidates, merge_candidates, temporal_candidates
+from segval.relabel.scoring import RankingConfig, image_model_evidence, rank_candidates
+
+__all__ = ["QUEUE_CSV_COLUMNS", "SCHEMA_VERSION", "build_queue", "load_model_evidence", "read_queue", "write_queue"]
+
+SCHEMA_VERSION = 1
+QUEUE_CSV_COLUMNS = ("rank", "item_id", "image_id", "file_name", "video_id", "frame_index", "class", "category_id",
+                     "annotation_ids", "region", "reason", "score", "expected_gain", "proposal_score", "proposal_file",
+                     "evidence")
+
+
+def load_model_evidence(run_dir: str | os.PathLike | None = None, *, findings: str | os.PathLike | None = None,
+                        per_image: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Read findings.json / per_image.csv (from ``run_dir`` unless given one by one).
+
+    Returns:
+        ``{"findings": dict | None, "per_image": rows | None, "per_image_split": str | None,
+        "findings_path", "per_image_path"}``.
+
+    Raises:
+        SegvalError: a file named explicitly is missing, or is not what segval writes.
+    """
+    from segval.analysis.per_image import read_per_image_csv
+    from segval.dataset.coco import load_json
+
+    out: dict[str, Any] = {"findings": None, "per_image": None, "per_image_split": None,
+                           "findings_path": None, "per_image_path": None}
+    run = Path(run_dir) if run_dir else None
+    if run is not None and not run.is_dir():
+        raise ConfigError(f"run_dir={run} is not a directory; give a segval train / eval / analyze run directory")
+    f = Path(findings) if findings else (run / "findings.json" if run else None)
+    p = Path(per_image) if per_image else (run / "per_image.csv" if run else None)
+    if f is not None:
+        if f.is_file():
+            doc = load_json(f)
+            if not isinstance(doc, Mapping) or "classes" not in doc:
+                raise DatasetError("not a findings.json written by `segval analyze` (no 'classes')", path=f)
+            out["findings"], out["findings_path"] = doc, str(f)
+        elif findings:
+            raise ConfigError(f"findings={f} not found; run `segval analyze run_dir=...` first")
+    if p is not None:
+        if p.is_file():
+            out["per_image"], out["per_image_path"] = read_per_image_csv(p), str(p)
+            metrics = p.parent / "metrics.json"
+            if metrics.is_file():
+                out["per_image_split"] = load_json(metrics).get("split")
+            elif out["findings"] is not None and p.parent == (f.parent if f else None):
+                out["per_image_split"] = out["findings"].get("split")
+        elif per_image:
+            raise ConfigError(f"per_image={p} not found; `segval eval` writes it with callbacks=analysis")
+    return out
+
+
+def _weak_and_pairs(findings: Mapping[str, Any] | None) -> tuple[list[str], list[tuple[str, str]]]:
+    if not findings:
+        return [], []
+    weak, pairs = [], []
+    for c in findings.get("classes") or []:
+        if c.get("status") == "weak":
+            weak.append(c["name"])
+        for cause in c.get("causes") or []:
+            partner = (cause.get("evidence") or {}).get("partner")
+            if cause.get("cause") == "confusion" and partner:
+                pairs.append((c["name"], partner))
+    return weak, pairs
+
+
+def build_queue(
+    package: Any,
+    *,
+    split: str = "train",
+    budget: int = 50,
+    run_dir: str | os.PathLike | None = None,
+    findings: str | os.PathLike | Mapping[str, Any] | None = None,
+    per_image: str | os.PathLike | list[Mapping[str, Any]] | None = None,
+    ranking: RankingConfig | Mapping[str, Any] | None = None,
+    temporal: TemporalConfig | None = None,
+    geometry: bool = True,
+    max_items_per_image: int = 5,
+    progress: Callable[[Iterable, str], Iterable] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Rank the images of ``split`` of ``package`` for relabelling (see the module doc).
+
+    Args:
+        package: a :class:`~segval.dataset.package.DatasetPackage` or its folder.
+        split: the split queued (usually ``train``).
+        budget: images in the queue (an image can carry several items).
+        run_dir: a segval run directory holding findings.json and per_image.csv.
+        findings: findings.json (path or parsed) instead of ``run_dir``'s.
+        per_image: per_image.csv (path or rows) of the queued split instead of ``run_dir``'s.
+        ranking: weights (:class:`RankingConfig` or a mapping).
+        temporal: thresholds of the model-free evidence.
+        geometry: include the QA geometry evidence.
+        max_items_per_image: items listed per image.
+        progress: ``progress(iterable, description)`` wrapper (e.g. tqdm).
+        warn: called with a sentence when some evidence cannot be used.
+
+    Returns:
+        the queue.json document (items ranked, ``rank`` from 1).
+    """
+    from segval.dataset.package import DatasetPackage
+
+    pkg = package if isinstance(package, DatasetPackage) else DatasetPackage.open(package)
+    sd = pkg.split(split)
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ConfigError(f"relabel.budget is a number of images >= 0, got {budget!r}")
+    rcfg = ranking if isinstance(ranking, RankingConfig) else RankingConfig.from_mapping(ranking)
+    tcfg = temporal or TemporalConfig(shape_scale_px=rcfg.shape_scale_px)
+    warn = warn or (lambda msg: None)
+    prog = progress or (lambda it, desc: it)
+    tax = pkg.taxonomy
+    names = {c.id: c.name for c in tax.categories}
+    name_of = lambda cid: names.get(cid, str(cid))  # noqa: E731
+
+    # ---- model evidence
+    model = load_model_evidence(run_dir,
+                                findings=findings if isinstance(findings, (str, os.PathLike)) else None,
+                                per_image=per_image if isinstance(per_image, (str, os.PathLike)) else None)
+    if isinstance(findings, Mapping):
+        model["findings"] = dict(findings)
+    if isinstance(per_image, list):
+        model["per_image"], model["per_image_split"] = per_image, split
+    weak, pairs = _weak_and_pairs(model["findings"])
+    rows = model["per_image"]
+    ids = {r.id for r in sd.images}
+    used_rows: list[Mapping[str, Any]] = []
+    if rows is not None:
+        if model["per_image_split"] not in (None, split):
+            warn(f"per_image.csv ({model['per_image_path']}) scores split {model['per_image_split']!r}, not "
+                 f"{split!r}: its per-image evidence is left out (evaluate the checkpoint on split={split}, or "
+                 f"give ckpt_path= to let the queue do it)")
+        else:
+            used_rows = [r for r in rows if int(r["image_id"]) in ids]
+            unknown = len(rows) - len(used_rows)
+            if unknown:
+                warn(f"{unknown} rows of per_image.csv name images that are not in split {split!r}; left out")
+    elif run_dir or per_image:
+        warn("no per_image.csv: ranking without per-image model evidence")
+    class_ids = {c.name: c.id for c in tax.categories}
+    image_ev = image_model_evidence(used_rows, weak_classes=weak, confusion_pairs=pairs, class_ids=class_ids)
+
+    # ---- model-free evidence
+    cands = temporal_candidates(sd, tcfg, background_id=tax.background_id, class_name=name_of,
+                                progress=lambda it: prog(it, "temporal"))
+    if geometry:
+        cands += geometry_candidates(sd, tcfg, background_id=tax.background_id, class_name=name_of,
+                                     progress=lambda it: prog(it, "geometry"))
+    cands = merge_candidates(cands)
+    video_of = {r.id: r.video_id for r in sd.images}
+    picked, _ = rank_candidates(cands, image_ev, rcfg, budget=budget, video_of=video_of,
+                                max_items_per_image=max_items_per_image)
+
+    items = []
+    for image_id, img_score, cs in picked:
+        rec = sd.image(image_id)
+        for k, c in enumerate(cs):
+            ev = {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in c.evidence.items()}
+            if image_id in image_ev:
+                for key in ("label_quality", "weak_disagree", "confusion", "label_quality_raw"):
+                    v = image_ev[image_id].get(key)
+                    ev.setdefault(key, None if isinstance(v, float) and not math.isfinite(v) else v)
+            ev["image_score"] = round(img_score, 6)
+            ev["kind"] = c.kind
+            ann = "-".join(map(str, c.annotation_ids)) or c.kind
+            items.append({
+                "rank": 0,
+                "item_id": f"{image_id}:{ann}:{k}",
+                "image_id": image_id,
+                "file_name": rec.file_name,
+                "video_id": rec.video_id,
+                "frame_index": rec.frame_index,
+                "class": names.get(c.category_id) if c.category_id is not None else None,
+                "category_id": c.category_id,
+                "annotation_ids": list(c.annotation_ids),
+                "region": c.region,
+                "reason": c.reason,
+                "score": round(float(c.score), 6),
+                "expected_gain": round(float(c.score) * float(c.pixels), 3),
+                "evidence": ev,
+                "proposal": None,
+            })
+    for r, item in enumerate(items, 1):
+        item["rank"] = r
+    inputs = {
+        "run_dir": str(run_dir) if run_dir else None,
+        "findings": model["findings_path"], "per_image": model["per_image_path"],
+        "per_image_split": model["per_image_split"], "per_image_rows_used": len(used_rows),
+        "weak_classes": weak, "confusion_pairs": [list(p) for p in pairs],
+        "videos": len({r.video_id for r in sd.images if r.video_id is not None}),
+        "candidates": len(cands),
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "dataset": {"name": pkg.name, "version": pkg.version, "root": str(pkg.root)},
+        "split": split,
+        "budget": budget,
+        "ranking": {
+            "description": "fused evidence per item: sum(weight * value) over temporal_shape, temporal_class, "
+                           "missing, geometry, sam_disagreement (per annotation) plus label_quality, weak_disagree, "
+                           "confusion (per image, from the model); image score = best item + within_video bonus "
+                           "for the worst image of each video; see segval.relabel.scoring",
+            **rcfg.to_dict(),
+            "temporal": dataclasses.asdict(tcfg),
+        },
+        "run_dir": str(run_dir) if run_dir else None,
+        "inputs": inputs,
+        "images": len({i["image_id"] for i in items}),
+        "items": items,
+    }
+
+
+def write_queue(queue: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``queue.json`` and ``queue.csv`` (same items, flat) into ``out_dir`` atomically."""
+    out = Path(out_dir)
+    jpath = write_json(out / "queue.json", queue)
+    cpath = out / "queue.csv"
+    with atomic_path(cpath) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(QUEUE_CSV_COLUMNS)
+        for it in queue["items"]:
+            prop = it.get("proposal") or {}
+            w.writerow([it["rank"], it["item_id"], it["image_id"], it["file_name"],
+                        "" if it["video_id"] is None else it["video_id"],
+                        "" if it["frame_index"] is None else it["frame_index"],
+                        it["class"] or "", "" if it["category_id"] is None else it["category_id"],
+                        " ".join(map(str, it["annotation_ids"])),
+                        "" if it["region"] is None else " ".join(f"{v:g}" for v in it["region"]),
+                        it["reason"], f"{it['score']:.6f}", f"{it['expected_gain']:.3f}",
+                        "" if prop.get("score") is None else f"{prop['score']:.4f}", prop.get("file") or "",
+                        json.dumps(it["evidence"], sort_keys=True)])
+    return jpath, cpath
+
+
+def read_queue(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a queue.json (a folder holding one, or the file) and check its structure."""
+    from segval.dataset.coco import load_json
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "queue.json"
+    if not p.is_file():
+        raise ConfigError(f"queue {p} not found; run `segval relabel queue` first (it writes queue.json)")
+    q = load_json(p)
+    if not isinstance(q, Mapping) or q.get("schema_version") != SCHEMA_VERSION or not isinstance(q.get("items"), list):
+        raise DatasetError(f"not a segval queue.json (schema_version {SCHEMA_VERSION} with 'items')", path=p)
+    for it in q["items"]:
+        missing = [k for k in ("item_id", "image_id", "file_name", "annotation_ids") if k not in it]
+        if missing:
+            raise DatasetError(f"queue item {it.get('item_id')!r} lacks {missing}", path=p)
+    q = dict(q)
+    q["_path"] = str(p)
+    return q
