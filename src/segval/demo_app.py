@@ -116,7 +116,6 @@ def run_main(cfg: DictConfig) -> dict:
     work = Path(cfg.work)
     logs = work / "logs"
     timings: dict[str, float] = {}
-    skipped: list[str] = []
     names = list(cfg.stages)
     data = [str(x) for x in cfg.data]
     for k, name in enumerate(names):
@@ -139,26 +138,14 @@ def run_main(cfg: DictConfig) -> dict:
         if name in ("train_before", "train_after"):
             args[n_words:n_words] = [str(x) for x in cfg.train]
         args += [str(x) for x in stage.extra]
-        blocked = [n for n in (stage.get("needs") or []) if n in skipped]
-        if blocked and cfg.skip_missing:
-            print(f"\n=== {name}: skipped, it needs the skipped stage(s) {', '.join(blocked)}")
-            skipped.append(name)
-            continue
         if not command_exists(args):
-            if cfg.skip_missing:
-                print(f"\n=== {name}: skipped, `segval {' '.join(args[:2])}` does not exist yet")
-                skipped.append(name)
-                continue
             raise ConfigError(f"stage {name}: `segval {' '.join(args[:2])}` is not a segval command")
         timings[name] = run_stage(name, args, ok=list(stage.ok), log_dir=logs, index=f"[{k + 1}/{len(names)}] ")
     summary = summarize({"manifest": cfg.manifest, "queue": work / "queue" / "queue.json",
                          "before": work / "train_before", "after": work / "train_after",
                          "analyze": work / "analyze", "compare": work / "compare", "gate": work / "gate",
                          "relabelled": cfg.relabelled}, timings)
-    summary["skipped_stages"] = skipped
     out = write_json(work / "demo.json", summary)
     print(format_summary(summary))
-    if skipped:
-        print(f"skipped (command missing): {', '.join(skipped)}")
     print(f"summary: {out.resolve()}")
     return summary

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from segval.analysis.diagnosis import run_summary
 from segval.analysis.results import format_class_table, metrics_payload, write_results
@@ -25,7 +25,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     model = SegmentationModule.from_checkpoint(cfg.ckpt_path)
-    model.set_task(cfg.get("task", "semantic"))
+    task = cfg.get("task") or getattr(model, "task", "semantic")  # null: what the checkpoint was trained for
+    model.set_task(task)
+    if cfg.get("data") is not None and "task" in cfg.data:
+        with open_dict(cfg):
+            cfg.data.task = task
     dm = build_datamodule(cfg)
     if list(model.class_names) != dm.class_names:
         raise ConfigError(

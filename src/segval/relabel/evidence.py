@@ -23,9 +23,9 @@
     * *position spike*: the centroid's displacement to each neighbour minus the frame's median
       displacement (the camera), ``min(|a|, |b|) * max(0, cos(a, b))`` (a steady motion points the
       two displacements in opposite directions; a shifted mask in the same). Scale ``motion_scale_px``.
-  - ``temporal_class``: the neighbours' objects (IoU >= ``class_iou``, up to four votes, a neighbour
-    with an overlapping object of the annotation's own class votes for it) agree by a majority of at
-    least two on another class (swaps, wrong regions).
+  - ``temporal_class``: the neighbours' objects (IoU >= ``class_iou`` and mutual best matches, up to
+    four votes, a neighbour with an overlapping object of the annotation's own class votes for it) agree
+    by a majority of at least two on another class (swaps, wrong regions).
   - ``missing``: an object of frames t-1 and t+1 (or t-2 and t+2; same class, IoU >= ``pair_iou``
     with each other) has, in frame t, no annotation of any class overlapping it (IoU >=
     ``missing_iou``) and none of its class touching it or within two radii of where the two frames
@@ -280,6 +280,10 @@ def temporal_candidates(
                 votes = []
                 for u, (k, iou) in nb.items():
                     if iou < cfg.class_iou:
+                        continue
+                    if int(np.argmax(iou_to(t, u)[:, k])) != j:
+                        # not mutual: the neighbour's object is another annotation's here (a part such as a
+                        # gripper inside the arm's outline must not vote for the whole's class)
                         continue
                     c_u = frames[u].cats[k]
                     if c_u != cat:  # an object of its own class there overlapping it as well: no vote against
