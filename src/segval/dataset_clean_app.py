@@ -12,8 +12,6 @@ and its id under ``deprecated: {<split>: {annotations: [...]}}`` in dataset.yaml
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -92,14 +90,12 @@ def _steps_text(steps: DictConfig) -> str:
 
 @segval_app("dataset_clean")
 def main(cfg: DictConfig) -> dict:
-    import yaml
-    from PIL import Image
     from tqdm import tqdm
 
     from segval.dataset.coco import load_json
     from segval.dataset.package import DatasetPackage
     from segval.dataset.semantic import rasterize_semantic
-    from segval.dataset.versions import bump_version, version_core
+    from segval.dataset.versions import bump_version, version_core, write_version_copy
     from segval.dataset.writer import SEMVER
     from segval.io import atomic_dir, write_json
     from segval.qa.cleanup import clean_mask
@@ -199,29 +195,10 @@ def main(cfg: DictConfig) -> dict:
     entry_text = "\n".join(lines) + "\n"
 
     with atomic_dir(out) as tmp:
-        shutil.copytree(root, tmp, dirs_exist_ok=True, symlinks=False)
-        for s, coco in new_coco.items():
-            with open(tmp / "annotations" / f"{s}.json", "w", encoding="utf-8") as f:
-                json.dump(coco, f, separators=(",", ":"))
-            for rel, lm in new_label_maps[s].items():
-                Image.fromarray(lm).save(tmp / rel, compress_level=1)
-        meta = yaml.safe_load((root / "dataset.yaml").read_text(encoding="utf-8"))
-        meta["version"] = version
-        # ids are never deleted: record the emptied annotations where `segval dataset release` / `diff` look
-        for s, split_changes in changes["splits"].items():
-            if split_changes["deprecated_ids"]:
-                entry = meta.setdefault("deprecated", {}).setdefault(s, {})
-                entry["annotations"] = sorted(set(entry.get("annotations") or []) | set(split_changes["deprecated_ids"]))
-        with open(tmp / "dataset.yaml", "w", encoding="utf-8") as f:
-            yaml.safe_dump(meta, f, sort_keys=False, default_flow_style=None, allow_unicode=True)
-        log = tmp / "CHANGELOG.md"
-        old = log.read_text(encoding="utf-8") if log.is_file() else ""
-        if old.startswith("# "):  # keep a title line on top, newest entry first
-            title, _, rest = old.partition("\n")
-            text = f"{title}\n\n{entry_text}\n{rest.lstrip(chr(10))}"
-        else:
-            text = f"# Changelog\n\n{entry_text}" + (f"\n{old}" if old else "")
-        log.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+        # ids are never deleted: the emptied annotations are recorded where `segval dataset release` / `diff` look
+        write_version_copy(root, tmp, version=version, annotations=new_coco, label_maps=new_label_maps,
+                           deprecated={s: c["deprecated_ids"] for s, c in changes["splits"].items()},
+                           changelog=entry_text)
         new_hash = DatasetPackage.open(tmp).content_hash()  # the written package opens
 
     changes.update({

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,21 +12,10 @@ import numpy as np
 
 from segval.analysis.functional import METRIC_DEFINITIONS
 from segval.io import atomic_path, write_json
+from segval.numbers import optional_float
 
 SCHEMA_VERSION = 1
 SUMMARY_KEYS = ("mIoU", "mAcc", "aAcc", "fwIoU", "mDice", "mIoU_detectron2")
-
-
-def optional_float(x: Any) -> float | None:
-    """A python float, or None for what is undefined: NaN (a class absent from ground truth and
-    prediction), None, or a value that is not a number. NaN is written as null in JSON."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
 
 
 def metrics_payload(

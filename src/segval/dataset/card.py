@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from segval.dataset.loaders import TORCH_DATASET
 from segval.dataset.package import DatasetPackage
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -51,49 +52,13 @@ for ann in coco.loadAnns(coco.getAnnIds(imgIds=img_id)):
     print(info["file_name"], name, int(mask.sum()), "pixels")
 '''
 
-TORCH_SNIPPET = '''\
-from pathlib import Path
-
-import numpy as np
-import torch
-import yaml
-from PIL import Image
-from pycocotools.coco import COCO
-from torch.utils.data import DataLoader, Dataset
-
-
-class SegDataset(Dataset):
-    """(image float[3, H, W], target int64[H, W]) with train indices, 255 = ignore."""
-
-    def __init__(self, root, split):
-        self.root, self.split = Path(root), split
-        meta = yaml.safe_load((self.root / "dataset.yaml").read_text())
-        self.index = {{c["id"]: i for i, c in enumerate(meta["taxonomy"])}}
-        bg = meta.get("background_id")
-        self.fill = 255 if bg is None else self.index[bg]
-        self.coco = COCO(str(self.root / "annotations" / f"{{split}}.json"))
-        self.ids = sorted(self.coco.getImgIds())
-
-    def __len__(self):
-        return len(self.ids)
-
-    def __getitem__(self, i):
-        info = self.coco.loadImgs(self.ids[i])[0]
-        image = Image.open(self.root / "images" / self.split / info["file_name"]).convert("RGB")
-        target = np.full((info["height"], info["width"]), self.fill, dtype=np.int64)
-        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=info["id"]))
-        masks = [(self.coco.annToMask(a).astype(bool), a) for a in anns]
-        # larger instances first, so a smaller one lying on a larger one stays visible
-        for mask, a in sorted(masks, key=lambda m: (-int(m[0].sum()), m[1]["id"])):
-            target[mask] = self.index[a["category_id"]]
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
-        return x, torch.from_numpy(target)
-
-
-loader = DataLoader(SegDataset(".", "{split}"), batch_size=2, shuffle=True)
-images, targets = next(iter(loader))
-print(images.shape, targets.shape, targets.unique().tolist())
-'''
+def torch_snippet(split: str) -> str:
+    """The card's torch example: the ``SegDataset`` of ``loaders/torch_dataset.py`` and a DataLoader over ``split``."""
+    dataset_class = TORCH_DATASET.split('\n\nif __name__ == "__main__":')[0].replace("import sys\n", "", 1)
+    return (dataset_class.rstrip() + "\n\n\n"
+            f'loader = DataLoader(SegDataset(".", "{split}"), batch_size=2, shuffle=True)\n'
+            "images, targets = next(iter(loader))\n"
+            "print(images.shape, targets.shape, targets.unique().tolist())\n")
 
 
 def _front_matter(pkg: DatasetPackage, n_images: int, tags: list[str]) -> str:
@@ -202,7 +167,7 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
               PLAIN_SNIPPET.format(split=first).rstrip(), "```", "",
               "A PyTorch `Dataset` of semantic targets (train index = position in dataset.yaml `taxonomy`, "
               "255 = ignore; segval's own rule is `segval.dataset.split.SplitData.semantic_target`):", "",
-              "```python", TORCH_SNIPPET.format(split=first).rstrip(), "```", "",
+              "```python", torch_snippet(first).rstrip(), "```", "",
               "With segval: `segval train data=package data.root=<this folder>`; "
               "`segval data check data=package data.root=<this folder>`.", ""]
     if loaders:

@@ -37,6 +37,7 @@ image).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -48,6 +49,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from PIL import Image
 
 from segval.dataset.package import DatasetPackage
 from segval.errors import ConfigError, DatasetError
@@ -320,6 +322,41 @@ CHANGELOG_HEAD = "# Changelog\n\n"
 def _prepend(history: str, entry: str) -> str:
     body = history[len(CHANGELOG_HEAD):] if history.startswith(CHANGELOG_HEAD) else history
     return CHANGELOG_HEAD + entry + ("\n" + body.lstrip("\n") if body.strip() else "")
+
+
+def write_version_copy(root: Path, tmp: Path, *, version: str, annotations: Mapping[str, Any],
+                       label_maps: Mapping[str, Mapping[str, Any]] | None = None,
+                       deprecated: Mapping[str, Any] | None = None, changelog: str | None = None) -> None:
+    """Fill ``tmp`` (an :func:`segval.io.atomic_dir`) with a copy of the package at ``root`` as ``version``:
+    the COCO of each split in ``annotations`` ({split: coco dict}) and its label maps ({split: {relative path:
+    uint8[H, W]}}) replaced, annotation ids of ``deprecated`` ({split: ids}) added to dataset.yaml's
+    ``deprecated`` (ids are never deleted), and ``changelog`` (an entry) put on top of CHANGELOG.md. A
+    read-only source (a release) gives a writable copy."""
+    shutil.copytree(root, tmp, dirs_exist_ok=True, symlinks=False)
+    for p in [tmp, *tmp.rglob("*")]:
+        p.chmod(p.stat().st_mode | (0o755 if p.is_dir() else 0o644))
+    for split, coco in annotations.items():
+        with open(tmp / "annotations" / f"{split}.json", "w", encoding="utf-8") as f:
+            json.dump(coco, f, separators=(",", ":"))
+        for rel, lm in ((label_maps or {}).get(split) or {}).items():
+            Image.fromarray(lm).save(tmp / rel, compress_level=1)
+    meta = yaml.safe_load((root / "dataset.yaml").read_text(encoding="utf-8"))
+    meta["version"] = version
+    for split, ids in (deprecated or {}).items():
+        if ids:
+            entry = meta.setdefault("deprecated", {}).setdefault(split, {})
+            entry["annotations"] = sorted(set(entry.get("annotations") or []) | {int(i) for i in ids})
+    with open(tmp / "dataset.yaml", "w", encoding="utf-8") as f:
+        yaml.safe_dump(meta, f, sort_keys=False, default_flow_style=None, allow_unicode=True)
+    if changelog is not None:
+        prepend_changelog(tmp, changelog)
+
+
+def prepend_changelog(root: Path, entry: str) -> None:
+    """Put ``entry`` on top of ``root``/CHANGELOG.md (created when missing), newest first."""
+    log = root / "CHANGELOG.md"
+    old = log.read_text(encoding="utf-8") if log.is_file() else ""
+    log.write_text(_prepend(old, entry), encoding="utf-8")
 
 
 def make_read_only(root: Path) -> None:

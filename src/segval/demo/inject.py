@@ -37,9 +37,7 @@ The manifest is written OUTSIDE both packages, so nothing in the loop can see it
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
-import shutil
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from segval.dataset.coco import load_json
 from segval.dataset.package import DatasetPackage, Instance, SplitData
 from segval.dataset.semantic import rasterize_semantic
 from segval.dataset.taxonomy import Taxonomy
@@ -373,10 +372,8 @@ def inject_errors(
         ConfigError: bad config, output or manifest inside a package, version not higher.
         DatasetError: output exists; the split is not in the package.
     """
-    import yaml
-    from PIL import Image
 
-    from segval.dataset.versions import bump_version, version_core
+    from segval.dataset.versions import bump_version, version_core, write_version_copy
     from segval.dataset.writer import SEMVER
     from segval.io import atomic_dir, write_json
 
@@ -443,29 +440,8 @@ def inject_errors(
              f"label errors in the {cfg.split} split for the segval demo (what was changed is recorded outside "
              "the package). Image and annotation ids unchanged.\n")
     with atomic_dir(output) as tmp:
-        shutil.copytree(root, tmp, dirs_exist_ok=True, symlinks=False)
-        for p in tmp.rglob("*"):  # a read-only release copied: make the new version writable
-            p.chmod(p.stat().st_mode | 0o200)
-        tmp.chmod(tmp.stat().st_mode | 0o200)
-        with open(tmp / "annotations" / f"{cfg.split}.json", "w", encoding="utf-8") as f:
-            json.dump(coco, f, separators=(",", ":"))
-        for rel, lm in label_maps.items():
-            Image.fromarray(lm).save(tmp / rel, compress_level=1)
-        meta = yaml.safe_load((root / "dataset.yaml").read_text(encoding="utf-8"))
-        meta["version"] = version
-        if dropped:
-            d = meta.setdefault("deprecated", {}).setdefault(cfg.split, {})
-            d["annotations"] = sorted(set(d.get("annotations") or []) | set(dropped))
-        with open(tmp / "dataset.yaml", "w", encoding="utf-8") as f:
-            yaml.safe_dump(meta, f, sort_keys=False, default_flow_style=None, allow_unicode=True)
-        log = tmp / "CHANGELOG.md"
-        old = log.read_text(encoding="utf-8") if log.is_file() else ""
-        if old.startswith("# "):
-            title, _, rest = old.partition("\n")
-            text = f"{title}\n\n{entry}\n{rest.lstrip(chr(10))}"
-        else:
-            text = f"# Changelog\n\n{entry}" + (f"\n{old}" if old else "")
-        log.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+        write_version_copy(root, tmp, version=version, annotations={cfg.split: coco},
+                           label_maps={cfg.split: label_maps}, deprecated={cfg.split: dropped}, changelog=entry)
         new_pkg = DatasetPackage.open(tmp)
         new_hash = new_pkg.content_hash()
 
@@ -510,10 +486,7 @@ def load_manifest(path: str | os.PathLike, *, package: DatasetPackage | None = N
     path = Path(path)
     if not path.is_file():
         raise DatasetError("errors manifest not found; `segval demo inject` writes it (manifest=...)", path=path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}", path=path) from None
+    data = load_json(path)
     if not isinstance(data, dict) or data.get("schema_version") != MANIFEST_SCHEMA_VERSION \
             or not isinstance(data.get("items"), list):
         raise DatasetError(f"not an errors manifest of schema_version {MANIFEST_SCHEMA_VERSION} "

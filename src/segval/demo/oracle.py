@@ -30,15 +30,12 @@ __all__ = ["answer_queue", "load_queue", "queued_image_ids"]
 
 def load_queue(path: str | os.PathLike) -> dict[str, Any]:
     """Read a queue.json (CONTRACTS.md) and check the keys the oracle needs."""
-    import json
+    from segval.dataset.coco import load_json
 
     path = Path(path)
     if not path.is_file():
         raise DatasetError("relabel queue not found; `segval relabel queue` writes queue.json", path=path)
-    try:
-        queue = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}", path=path) from None
+    queue = load_json(path)
     if not isinstance(queue, dict) or not isinstance(queue.get("items"), list) or not isinstance(queue.get("dataset"), dict):
         raise DatasetError("not a relabel queue (expected keys schema_version, dataset, split, items)", path=path)
     for k, item in enumerate(queue["items"]):

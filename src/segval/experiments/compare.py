@@ -38,7 +38,8 @@ from typing import Any
 
 from segval.dataset.versions import version_core
 from segval.errors import SegvalError
-from segval.experiments.runs import RunRecord, discover_runs, optional_float
+from segval.experiments.runs import RunRecord, discover_runs
+from segval.numbers import optional_float
 
 __all__ = ["CompareError", "GROUP_BY", "METRIC_KEYS", "compare_groups", "compare_runs", "delta_stat",
            "group_key", "stat", "check_content_hashes", "check_taxonomy"]

@@ -57,7 +57,8 @@ import yaml
 from segval.dataset.taxonomy import GROUPS
 from segval.errors import ConfigError, SegvalError
 from segval.experiments.compare import CompareError, check_content_hashes, compare_groups, run_figures
-from segval.experiments.runs import RunRecord, discover_runs, optional_float
+from segval.experiments.runs import RunRecord, discover_runs
+from segval.numbers import optional_float
 from segval.io import write_json, write_text
 
 __all__ = ["GatePolicy", "evaluate_gate", "load_policy", "render_junit", "render_markdown", "write_verdict"]

@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,8 +44,7 @@ import yaml
 
 from segval.errors import SegvalError
 
-__all__ = ["RUN_STATUSES", "RunRecord", "discover_runs", "expected_jobs", "load_findings", "load_run",
-           "optional_float"]
+__all__ = ["RUN_STATUSES", "RunRecord", "discover_runs", "expected_jobs", "load_findings", "load_run"]
 
 RUN_STATUSES = ("ok", "crashed", "missing", "invalid")
 _ERROR_LINE = re.compile(r"(error|exception|traceback|killed|nan loss)", re.IGNORECASE)
@@ -181,19 +179,6 @@ class RunRecord:
 
 
 # ------------------------------------------------------------------------------------------ reading
-def optional_float(x: Any) -> float | None:
-    """A float, or None for what is undefined (None, NaN, not a number): the semantics of
-    :func:`segval.analysis.results.optional_float`, without importing torch (``segval gate`` starts in a
-    fraction of a second)."""
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
-
-
 def _read_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from segval.errors import ConfigError
+
+
+def label_config(num_classes: int, class_names: Sequence[str] | None) -> dict[str, Any]:
+    """``num_labels`` / ``id2label`` / ``label2id`` of a transformers config, the names checked against the count
+    (no names: ``class_<i>``)."""
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ConfigError(f"class_names has {len(names)} names for num_classes={num_classes}")
+    return {"num_labels": num_classes, "id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
 
 def resolve_pretrained(spec: str | os.PathLike) -> tuple[str, bool]:

@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segval.errors import ConfigError
-from segval.models.pretrained import load_failed, resolve_pretrained
+from segval.models.pretrained import label_config, load_failed, resolve_pretrained
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +41,7 @@ class SegformerAdapter(nn.Module):
         super().__init__()
         from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-        if num_classes < 1:
-            raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-        names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
-        if len(names) != num_classes:
-            raise ConfigError(f"class_names has {len(names)} names for num_classes={num_classes}")
-        labels = {
-            "num_labels": num_classes,
-            "id2label": dict(enumerate(names)),
-            "label2id": {n: i for i, n in enumerate(names)},
-            "semantic_loss_ignore_index": ignore_index,
-        }
+        labels = {**label_config(num_classes, class_names), "semantic_loss_ignore_index": ignore_index}
         overrides = dict(config or {})
         self.ignore_index = ignore_index
         if pretrained is None:

@@ -20,15 +20,12 @@ only read: its bytes are unchanged.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from segval.errors import ConfigError, DatasetError
 from segval.relabel.labelstudio import ReturnedInstance
@@ -142,20 +139,20 @@ def apply_corrections(
             id not in the split, a mask of another size than its image, a category not in the taxonomy.
         ConfigError: a bad or not newer version.
     """
-    from PIL import Image
 
     from segval.dataset.coco import load_json
     from segval.dataset.package import DatasetPackage
     from segval.dataset.semantic import rasterize_semantic
     from segval.dataset.versions import (
-        _prepend,
         bump_version,
         changelog_entry,
         check_ids_kept,
         diff_packages,
         list_releases,
         make_read_only,
+        prepend_changelog,
         version_core,
+        write_version_copy,
     )
     from segval.dataset.writer import SEMVER
     from segval.io import atomic_dir
@@ -254,28 +251,14 @@ def apply_corrections(
         summary.insert(0, str(notes).strip())
     result: dict[str, Any] = {}
     with atomic_dir(target) as tmp:
-        shutil.copytree(root, tmp, dirs_exist_ok=True, symlinks=False)
-        for p in [tmp, *tmp.rglob("*")]:  # the copy of a read-only release must be writable while we build it
-            p.chmod(p.stat().st_mode | (0o755 if p.is_dir() else 0o644))
-        with open(tmp / "annotations" / f"{split}.json", "w", encoding="utf-8") as f:
-            json.dump(coco, f, separators=(",", ":"))
-        for rel, lm in label_maps.items():
-            Image.fromarray(lm).save(tmp / rel, compress_level=1)
-        meta = yaml.safe_load((root / "dataset.yaml").read_text(encoding="utf-8"))
-        meta["version"] = new_version
-        if deprecated:
-            entry = meta.setdefault("deprecated", {}).setdefault(split, {})
-            entry["annotations"] = sorted(set(entry.get("annotations") or []) | set(deprecated))
-        with open(tmp / "dataset.yaml", "w", encoding="utf-8") as f:
-            yaml.safe_dump(meta, f, sort_keys=False, default_flow_style=None, allow_unicode=True)
+        write_version_copy(root, tmp, version=new_version, annotations={split: coco},
+                           label_maps={split: label_maps}, deprecated={split: deprecated})
         new_pkg = DatasetPackage.open(tmp)
         check_ids_kept(pkg, new_pkg)
         diff = diff_packages(pkg, new_pkg)
         diff["b"]["root"] = str(target)
         entry_text = changelog_entry(new_version, "\n".join(f"- {s}" if k else s for k, s in enumerate(summary)), diff)
-        log = tmp / "CHANGELOG.md"
-        old = log.read_text(encoding="utf-8") if log.is_file() else ""
-        log.write_text(_prepend(old, entry_text), encoding="utf-8")
+        prepend_changelog(tmp, entry_text)
         result = {"version": new_version, "path": str(target), "previous": pkg.version, "source": str(root),
                   "corrected": sorted(corrected), "added": added, "deprecated": sorted(deprecated),
                   "unchanged_images": unchanged, "images": sorted(corrections), "diff": diff,
