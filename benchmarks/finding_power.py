@@ -16,7 +16,8 @@ checkpoint of the training on the corrupted package, evaluated on its train spli
   (ties count one half);
 * whether each injected swap pair is the confusion the findings name (findings.json of
   ``<run>/analyze`` (val) and, when present, ``<run>/analyze_train`` (``segval analyze
-  run_dir=<run>/eval_train``), class -> confusion partner; and the queue's confusion pairs);
+  run_dir=<run>/eval_train``), class -> confusion partner; the findings' pairs the queue ranked with; and the
+  queue's ``label_confusions``: class pairs the annotations themselves confuse across neighbouring frames);
 * the **mIoU gain** after the oracle relabel (metrics.json of the two trainings, clean val split).
 
 Goals: recall >= 0.90, AUROC >= cleanlab's, the right pair named, gain >= 5 mIoU.
@@ -221,11 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     named = {}
     for name, path in (("val_findings", run / "analyze" / "findings.json"),
                        ("train_findings", run / "analyze_train" / "findings.json"),
-                       ("queue_confusion_pairs", None)):
+                       ("queue_confusion_pairs", None), ("queue_label_confusions", None)):
         if path is None:
             q = run / "queue" / "queue.json"
-            qp = (json.loads(q.read_text()).get("inputs") or {}).get("confusion_pairs") if q.is_file() else None
-            named[name] = {f"{a}<->{b}": {"named": [a, b] in (qp or []) or [b, a] in (qp or [])} for a, b in pairs}
+            qd = json.loads(q.read_text()) if q.is_file() else {}
+            if name == "queue_confusion_pairs":  # the findings' confusion pairs the queue ranked with
+                qp = (qd.get("inputs") or {}).get("confusion_pairs") or []
+            else:  # class pairs the annotations confuse across neighbouring frames
+                qp = [e["pair"] for e in qd.get("label_confusions") or []]
+            named[name] = {f"{a}<->{b}": {"named": [a, b] in qp or [b, a] in qp} for a, b in pairs}
         elif path.is_file():
             named[name] = pairs_named(json.loads(path.read_text()), pairs)
     result["swap_pairs"] = named

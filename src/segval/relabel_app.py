@@ -212,6 +212,11 @@ def _print_queue(q: dict, jpath: Path, cpath: Path, limit: int = 10) -> None:
         vp = q["video_propagation"]
         print(f"video propagation: {vp['frames_disagreeing']} frames disagree with their label, {vp['items_added']} "
               f"joined the queue" + (" (none: RANDOM-INIT model)" if vp["random_init"] else "") + f" -> {vp['file']}")
+    for e in q.get("label_confusions") or []:
+        a, b = e["pair"]
+        print(f"label confusion: {a} <-> {b} in {e['annotations']} annotations ({a}->{b} "
+              f"{e['directions'][f'{a}->{b}']}, {b}->{a} {e['directions'][f'{b}->{a}']}): the same object has the other "
+              "class in neighbouring frames; clarify the guideline between them")
     print(f"queue: {jpath}\ntable: {cpath}")
 
 

@@ -14,7 +14,8 @@ from segval.dataset.package import DatasetPackage
 from segval.dataset.writer import InstanceMask, PackageWriter
 from segval.demo.shapes import SHAPES_TAXONOMY
 from segval.errors import ConfigError
-from segval.relabel.queue import build_queue, read_queue, write_queue
+from segval.relabel.queue import build_queue, label_confusions, read_queue, write_queue
+from segval.relabel.scoring import Candidate
 
 H, W = 64, 80
 # (video, frame) -> error kind; one error per image, as the demo's injector does
@@ -98,6 +99,8 @@ def test_every_injected_error_is_in_the_top_of_the_queue(moving):
     assert erode["class"] == "square" and erode["evidence"]["temporal_shape"] > 0.5
     # a clean package gives no temporal evidence at all
     assert all(it["proposal"] is None for it in q["items"])
+    # one swapped annotation is a slip, not a guideline question: no label confusion (needs 2)
+    assert q["label_confusions"] == []
 
 
 def test_clean_videos_give_an_empty_queue(tmp_path):
@@ -230,3 +233,19 @@ def test_queue_app_scores_the_queued_split_with_the_runs_checkpoint(tmp_path, mo
                                                   "relabel.evaluate=never", f"output_dir={tmp_path / 'out2'}"])
     calls.clear()
     assert app.queue(cfg)["inputs"]["per_image_rows_used"] == 0 and calls == []
+
+
+def _cand(image_id, cat, to=None, anns=(1,)):
+    ev = {"temporal_class": 1.0, "neighbour_class": to} if to else {"temporal_shape": 0.7}
+    return Candidate(image_id, "annotation", cat, list(anns), None, ev, "r", 10.0, 0)
+
+
+def test_label_confusions_count_class_pairs_across_frames():
+    names = {1: "lego", 2: "cube", 3: "duck"}
+    cands = [_cand(10, 1, "cube"), _cand(11, 1, "cube"), _cand(12, 2, "lego"), _cand(13, 3, "lego"),
+             _cand(14, 2), _cand(15, 2, "lego", anns=(5, 6))]
+    out = label_confusions(cands, names)
+    # cube <-> lego: 2 (lego->cube) + 1 + 2 (cube->lego, one candidate of two annotations); duck->lego once: left out
+    assert out == [{"pair": ["cube", "lego"], "annotations": 5, "directions": {"cube->lego": 3, "lego->cube": 2},
+                    "images": [10, 11, 12, 15]}]
+    assert label_confusions(cands, names, min_annotations=1)[1]["pair"] == ["duck", "lego"]

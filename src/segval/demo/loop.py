@@ -119,6 +119,10 @@ def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, floa
         "errors_found_in_queue": len(found),
         "recall_in_queue": len(found) / len(injected) if injected and queue is not None else None,
         "found_by_kind": found_by_kind,
+        "swap_pairs": [sorted(pr) for pr in (manifest.get("config") or {}).get("swap_pairs") or []
+                       if any(it["kind"] == "swap" and {it.get("class"), it.get("new_class")} == set(pr)
+                              for it in manifest["items"])],
+        "label_confusions": [e["pair"] for e in (queue or {}).get("label_confusions") or []],
         "mIoU_before": m_before,
         "mIoU_after": m_after,
         "mIoU_gain": None if m_before is None or m_after is None else m_after - m_before,
@@ -148,6 +152,12 @@ def format_summary(s: Mapping[str, Any]) -> str:
         lines.append(f"errors found in queue:  {s['errors_found_in_queue']} of {s['errors_injected']} "
                      f"({_pct(s['recall_in_queue'])} %) in a queue of {s['queue_images']} images; by kind: "
                      + ", ".join(f"{k} {a}/{b}" for k, (a, b) in s["found_by_kind"].items()))
+    if s.get("swap_pairs"):
+        named = {tuple(sorted(p)) for p in s.get("label_confusions") or []}
+        lines.append("swapped pairs named:    " + ", ".join(
+            f"{a} <-> {b} {'yes' if (a, b) in named else 'no'}" for a, b in s["swap_pairs"])
+            + " (the queue's label confusions: " + (", ".join(" <-> ".join(p) for p in s["label_confusions"]) or "none")
+            + ")")
     gain = s["mIoU_gain"]
     lines.append(f"mIoU before -> after:   {_pct(s['mIoU_before'])} -> {_pct(s['mIoU_after'])}"
                  + ("" if gain is None else f"  ({'+' if gain >= 0 else ''}{100 * gain:.1f} mIoU)")

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,7 @@ def build_queue(
     return {
         "schema_version": SCHEMA_VERSION,
         "dataset": {"name": pkg.name, "version": pkg.version, "root": str(pkg.root)},
+        "label_confusions": label_confusions(cands, names),
         "split": split,
         "budget": budget,
         "ranking": {
@@ -235,6 +236,32 @@ def build_queue(
         "images": len({i["image_id"] for i in items}),
         "items": items,
     }
+
+
+def label_confusions(cands: Sequence[Any], names: Mapping[int, str], *, min_annotations: int = 2) -> list[dict[str, Any]]:
+    """Class pairs the annotations themselves confuse: every candidate (queued or not) whose object has
+    another class in most neighbouring frames (``temporal_class``) counts for the unordered pair
+    {its label, the neighbours' class}. A pair with ``min_annotations`` or more is a guideline question
+    ("is this a lego or a cube?") rather than a slip, whatever the model learned from it.
+
+    Returns:
+        ``[{"pair": [a, b], "annotations": n, "directions": {"a->b": n_ab, "b->a": n_ba}, "images": [ids]}]``,
+        most annotations first (``a->b``: labelled a where the neighbours say b).
+    """
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in cands:
+        to = c.evidence.get("neighbour_class")
+        if not c.evidence.get("temporal_class") or to is None or c.category_id is None:
+            continue
+        label = names.get(c.category_id, str(c.category_id))
+        a, b = sorted((label, str(to)))
+        entry = pairs.setdefault((a, b), {"pair": [a, b], "annotations": 0,
+                                          "directions": {f"{a}->{b}": 0, f"{b}->{a}": 0}, "images": set()})
+        entry["annotations"] += len(c.annotation_ids) or 1
+        entry["directions"][f"{label}->{to}"] += len(c.annotation_ids) or 1
+        entry["images"].add(int(c.image_id))
+    out = [{**e, "images": sorted(e["images"])} for e in pairs.values() if e["annotations"] >= min_annotations]
+    return sorted(out, key=lambda e: (-e["annotations"], e["pair"]))
 
 
 def write_queue(queue: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
