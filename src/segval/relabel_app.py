@@ -38,13 +38,23 @@ def _out_dir(cfg: DictConfig) -> Path:
         raise ConfigError("no output directory: set output_dir=<folder> when calling outside a Hydra run") from err
 
 
-def _package(cfg: DictConfig):
+def _package(cfg: DictConfig, *, plain_coco: bool = True):
+    """The dataset of ``data=``: a package (``data.root``) or, where ``plain_coco``, a plain COCO export
+    (``data.annotations`` + ``data.images``, one split ``train``, read as the DataModule reads it)."""
     from segval.dataset.package import DatasetPackage
 
-    root = cfg.get("data", {}).get("root") if cfg.get("data") is not None else None
-    if not root:
-        raise ConfigError("missing data.root=<dataset package folder> (data=package data.root=...)")
-    return DatasetPackage.open(root, max_pixels=int(cfg.data.get("max_pixels") or 64_000_000))
+    data = cfg.get("data") or {}
+    max_pixels = int(data.get("max_pixels") or 64_000_000)
+    if data.get("annotations"):
+        if not plain_coco:
+            raise ConfigError("a new version needs a dataset package: set data.root=<package folder>, not "
+                              "data.annotations (`segval dataset import format=coco` makes a package of an export)")
+        return DatasetPackage.from_coco(data.annotations, data.get("images") or ".", split="train",
+                                        background=data.get("background", "auto"), max_pixels=max_pixels)
+    if not data.get("root"):
+        raise ConfigError("missing data.root=<dataset package folder> (data=package data.root=...), or "
+                          "data.annotations=<COCO json> data.images=<folder> for a plain COCO export")
+    return DatasetPackage.open(data.root, max_pixels=max_pixels)
 
 
 def _progress(enabled: bool):
@@ -201,6 +211,9 @@ def _print_queue(q: dict, jpath: Path, cpath: Path, limit: int = 10) -> None:
           f"{len(q['items'])} items (budget {q['budget']} images; inputs: per_image rows "
           f"{q['inputs']['per_image_rows_used']}, weak classes {q['inputs']['weak_classes'] or 'none'}, "
           f"{q['inputs']['videos']} videos)")
+    if not q["items"]:
+        print("nothing queued: no image has evidence against its labels (no video to compare frames, no geometry "
+              "finding; give run_dir= or ckpt_path= to add the model's per-image evidence)")
     for it in q["items"][:limit]:
         print(f"  {it['rank']:>3}. image {it['image_id']} ({it['file_name']}) {it['class'] or '-'} "
               f"score {it['score']:.3f}: {it['reason']}")
@@ -372,7 +385,7 @@ def import_corrections(cfg: DictConfig) -> dict:
         raise ConfigError(f"format must be labelstudio or cvat, got {fmt!r}")
     if not cfg.get("file"):
         raise ConfigError("missing file=<the Label Studio JSON export or the CVAT COCO 1.0 export (json or zip)>")
-    pkg = _package(cfg)
+    pkg = _package(cfg, plain_coco=False)
     split = str(cfg.split)
     sd = pkg.split(split)
     reader = labelstudio.read_export if fmt == "labelstudio" else cvat.read_export

@@ -249,3 +249,21 @@ def test_label_confusions_count_class_pairs_across_frames():
     assert out == [{"pair": ["cube", "lego"], "annotations": 5, "directions": {"cube->lego": 3, "lego->cube": 2},
                     "images": [10, 11, 12, 15]}]
     assert label_confusions(cands, names, min_annotations=1)[1]["pair"] == ["duck", "lego"]
+
+
+def test_queue_app_reads_a_plain_coco_export(tmp_path, moving):
+    """data=coco (annotations + images, as train reads an export) queues the same images as the package."""
+    from hydra import compose, initialize_config_module
+
+    from segval.relabel_app import queue
+
+    over = ["relabel.budget=2", "relabel.progress=false"]
+    with initialize_config_module(config_module="segval.conf", version_base="1.3"):
+        from_pkg = compose("relabel_queue", overrides=["data=package", f"data.root={moving}",
+                                                       f"output_dir={tmp_path / 'a'}", *over])
+        from_coco = compose("relabel_queue", overrides=[
+            "data=coco", f"data.annotations={moving / 'annotations' / 'train.json'}",
+            f"data.images={moving / 'images' / 'train'}", f"output_dir={tmp_path / 'b'}", *over])
+    a, b = queue(from_pkg), queue(from_coco)
+    assert [it["image_id"] for it in b["items"]] == [it["image_id"] for it in a["items"]]
+    assert b["images"] == 2
