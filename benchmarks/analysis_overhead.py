@@ -28,7 +28,7 @@ import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from segval.analysis.analysis_callbacks import BoundaryIoUCallback, ClassTableCallback, PerImageScoresCallback  # noqa: E402
+from segval.callbacks.analysis import BoundaryIoUCallback, ClassTableCallback, PerImageScoresCallback  # noqa: E402
 from segval.datamodules import SegmentationDataModule  # noqa: E402
 from segval.demo.shapes import write_shapes_package  # noqa: E402
 from segval.models import SegmentationModule  # noqa: E402

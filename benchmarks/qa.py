@@ -2,7 +2,7 @@
 
 The generator writes a dataset package (PackageWriter, no label maps) of videos of moving shapes
 (1-4 instances per frame: rectangles, discs, triangles; a few planted defects: specks, fragmented
-masks, jumps between frames), then times ``python -m segval.qa_app`` on it in a new process (Python
+masks, jumps between frames), then times ``python -m segval.commands.qa`` on it in a new process (Python
 start-up, Hydra, opening the package and writing qa.json / qa.md included), with
 ``OMP_NUM_THREADS=1``.
 
@@ -93,7 +93,7 @@ def generate(root: Path, n_images: int, size: int, seed: int = 0) -> dict[str, i
 def run_segval_qa(root: Path, run_dir: Path) -> tuple[float, int, dict]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "segval.qa_app", "data=package", f"data.root={root}",
+    proc = subprocess.run([sys.executable, "-m", "segval.commands.qa", "data=package", f"data.root={root}",
                            f"hydra.run.dir={run_dir}", "progress=false"], env=env, capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if proc.returncode not in (0, 1):

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from segval.dataset.content_hash import package_content_hash
-from segval.dataset.versions import release
+from segval.release.versions import release
 from segval.demo.shapes import write_shapes_package
-from segval.sweeps import offline_runs
+from segval.tracking.offline import offline_runs
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1",
        "NO_ALBUMENTATIONS_UPDATE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),

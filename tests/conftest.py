@@ -1,7 +1,8 @@
 """Shared pytest fixtures.
 
 ``make_coco_package``: a factory writing a tiny dataset package by hand (not with
-PackageWriter), so tests can plant any defect in dataset.yaml, the COCO file, images or label maps.
+PackageWriter), so tests can plant any defect in dataset.yaml, the COCO file, images or label maps;
+``shapes_root``: a generated 4-class shapes package (8 train / 4 val images, videos of 2 frames).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pytest
 import yaml
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+from segval.demo.shapes import write_shapes_package
 
 #: taxonomy of the fixture package: background 0, cube 1, cable 4 (train indices 0, 1, 2)
 FIXTURE_TAXONOMY = [
@@ -133,3 +136,9 @@ def make_coco_package(tmp_path: Path):
     make.masks = fixture_masks
     make.taxonomy = FIXTURE_TAXONOMY
     return make
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-class package: 8 train / 4 val images of 64x64, videos of 2 frames."""
+    return write_shapes_package(tmp_path_factory.mktemp("data") / "shapes", frames_per_video=2)

@@ -1,12 +1,15 @@
-"""Atomic file writes: write to a temporary path beside the target, then rename into place.
+"""Atomic file writes, and numbers as the JSON files hold them.
 
-A crash or an error never leaves a half-written file or folder where a user expects a finished one.
+Every write goes to a temporary path beside the target and is renamed into place: a crash or an error
+never leaves a half-written file or folder where a user expects a finished one. Torch-free, so commands
+that only read results (``segval gate``) start fast.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -76,3 +79,15 @@ def atomic_dir(target: str | os.PathLike, *, overwrite: bool = False) -> Iterato
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def optional_float(x: Any) -> float | None:
+    """A python float, or None for what is undefined: NaN (a class absent from ground truth and
+    prediction), None, or a value that is not a number. NaN is written as null in JSON."""
+    if x is None or isinstance(x, bool):
+        return None
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x

@@ -1,8 +1,2 @@
-"""Exact semantic segmentation metrics (MMSegmentation / Detectron2 definitions) and their torchmetrics classes."""
-
-from __future__ import annotations
-
-from segval.analysis.functional import METRIC_DEFINITIONS, confusion_matrix, semantic_metrics
-from segval.analysis.metrics import ConfusionMatrix, SemanticMetrics
-
-__all__ = ["METRIC_DEFINITIONS", "ConfusionMatrix", "SemanticMetrics", "confusion_matrix", "semantic_metrics"]
+"""Why weak classes are weak: the diagnosis (:mod:`.diagnosis`, ``findings.json``), class statistics of the
+training data (:mod:`.class_stats`) and the per-class domain gap between two evaluations (:mod:`.domain_gap`)."""

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from segval.analysis.results import optional_float
+from segval.io import optional_float
 from segval.dataset.taxonomy import GROUPS
 from segval.io import write_json
 
@@ -581,14 +581,14 @@ def diagnose(
     """The ``findings.json`` document of one evaluation (see :data:`FINDINGS_SCHEMA`).
 
     Args:
-        metrics: the ``metrics.json`` payload (:func:`segval.analysis.results.metrics_payload`).
+        metrics: the ``metrics.json`` payload (:func:`segval.metrics.results.metrics_payload`).
         confmat: int[C, C] ``conf[gt, pred]`` of the same evaluation (numpy or tensor).
         taxonomy_groups: {class name: rigid | deformable | thin | stuff}; picks the threshold
             and the agreement target of each class.
         train_stats: :func:`segval.analysis.class_stats.class_statistics` of the TRAIN split;
             enables ``few_examples``, ``small_objects`` and "never in training data".
         boundary_iou: {class name: boundary IoU or None}, or the ``boundary_iou.json`` document.
-        per_image: rows of ``per_image.csv`` (strings or numbers; :func:`segval.analysis.per_image.read_per_image_csv`);
+        per_image: rows of ``per_image.csv`` (strings or numbers; :func:`segval.metrics.per_image_csv.read_per_image_csv`);
             enables ``worst_images``.
         agreement: ``{"per_class": {name: inter-annotator IoU}, "targets": {group: IoU}}``
             (targets optional); enables ``annotator_disagreement``.
@@ -757,7 +757,7 @@ def run_summary(payload: Mapping[str, Any], confmat: Any, run_dir: str | os.Path
     Uses what the run wrote (``boundary_iou.json``, ``per_image.csv`` when present) but no train-split
     statistics; ``segval analyze run_dir=...`` adds those, writes findings.json and the report.
     """
-    from segval.analysis.per_image import read_per_image_csv
+    from segval.metrics.per_image_csv import read_per_image_csv
 
     run_dir = Path(run_dir)
     boundary = run_dir / "boundary_iou.json"

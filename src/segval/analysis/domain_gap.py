@@ -2,7 +2,7 @@
 
 The *source* is the split the annotation team labelled (e.g. ``val``); the *target* another split
 or package of the same taxonomy (e.g. images from the robot's own camera, ``robot_cam``). Both
-``metrics.json`` come from :func:`segval.eval.evaluate` with the same checkpoint, so every figure
+``metrics.json`` come from :func:`segval.commands.eval.run` with the same checkpoint, so every figure
 follows the same definitions. Per class: ``IoU_source``, ``IoU_target``, ``gap = IoU_target -
 IoU_source`` (negative = worse on the target) and ``relative = gap / IoU_source``; a class absent
 from one side (no ground truth and no prediction) has a null gap. The summary gives mIoU, mAcc and

@@ -76,7 +76,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         task: str = "semantic",
     ) -> None:
         super().__init__()
-        from segval.tasks import TASKS
+        from segval.dataset.taxonomy import TASKS
 
         if task not in TASKS:
             raise ConfigError(f"task must be one of {list(TASKS)}, got {task!r}")

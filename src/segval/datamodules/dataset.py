@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from segval.datamodules.transforms import Normalize
-from segval.tasks import TASKS
+from segval.dataset.taxonomy import TASKS
 
 
 class SegmentationDataset(Dataset):
@@ -113,8 +113,8 @@ class SegmentationDataset(Dataset):
         }
 
     def coco_ground_truth(self, image_ids: Sequence[int] | None = None) -> dict[str, Any]:
-        """COCO ground truth of the thing classes for COCOeval (see :func:`segval.analysis.instance_ap`)."""
-        from segval.analysis.instance_ap import coco_ground_truth
+        """COCO ground truth of the thing classes for COCOeval (see :func:`segval.metrics.functional.instance`)."""
+        from segval.metrics.functional.instance import coco_ground_truth
 
         recs = self.records if image_ids is None else [self.split.image(int(i)) for i in image_ids]
         return coco_ground_truth(self.split, recs)

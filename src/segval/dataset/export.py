@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 import yaml
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from segval.dataset.coco import load_json
 from segval.dataset.package import DatasetPackage
+from segval.dataset.rle import encode_coco_rle
 from segval.dataset.semantic import paint_order, rasterize_semantic
 from segval.dataset.taxonomy import GROUPS, Taxonomy
 from segval.dataset.writer import InstanceMask, PackageWriter
@@ -64,13 +64,6 @@ def _copy_image(split_data: Any, rec: Any, dst: Path) -> None:
     src = split_data.image_path(rec)
     split_data.check_image_header(rec)
     shutil.copyfile(src, dst)
-
-
-def _encode(mask: np.ndarray) -> dict[str, Any]:
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    h, w = mask.shape
-    return {"size": [h, w], "counts": rle["counts"].decode("ascii"), "area": int(mask_utils.area(rle)),
-            "bbox": [float(v) for v in mask_utils.toBbox(rle)]}
 
 
 def export_package(
@@ -121,10 +114,9 @@ def export_package(
                 stem = PurePosixPath(rec.file_name).with_suffix(".png").as_posix()
                 if fmt == "coco":
                     for inst in insts:
-                        e = _encode(inst.mask)
+                        rle, area, bbox = encode_coco_rle(inst.mask)
                         anns.append({"id": next_ann, "image_id": next_img, "category_id": inst.category_id,
-                                     "segmentation": {"size": e["size"], "counts": e["counts"]},
-                                     "area": e["area"], "bbox": e["bbox"], "iscrowd": inst.iscrowd})
+                                     "segmentation": rle, "area": area, "bbox": bbox, "iscrowd": inst.iscrowd})
                         next_ann += 1
                 elif fmt == "label_maps":
                     items = [(i.category_id, i.mask, int(i.mask.sum()), i.annotation_id) for i in insts]

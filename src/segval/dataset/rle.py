@@ -10,11 +10,14 @@ semantic rasteriser paint only the pixels an instance covers (O(area), not O(H *
 instance), which makes COCO-RLE targets about as cheap to build as reading a label-map PNG.
 Parsing checks what pycocotools does not: counts that do not add up to ``H * W`` or that are
 negative (a corrupt string) raise :class:`ValueError` instead of yielding garbage.
+
+:func:`encode_coco_rle` is the one encoder of masks as COCO compressed RLE (with area and bbox).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -155,3 +158,18 @@ def from_mask(mask: np.ndarray) -> RunLengths:
     if flat.size and flat[0]:
         counts = np.concatenate(([0], counts))
     return RunLengths(h, w, counts.astype(np.int64))
+
+
+def encode_coco_rle(mask: np.ndarray) -> tuple[dict[str, Any], int, list[float]]:
+    """A mask ``bool[H, W]`` (or 0/1) as COCO compressed RLE, with its area and bbox.
+
+    Returns:
+        ``({"size": [H, W], "counts": str}, area, [x, y, w, h])``: the segmentation as COCO JSON holds it,
+        the number of mask pixels, and pycocotools' ``toBbox`` box as floats.
+    """
+    from pycocotools import mask as mask_utils
+
+    h, w = mask.shape
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask).astype(np.uint8)))
+    return ({"size": [int(h), int(w)], "counts": rle["counts"].decode("ascii")}, int(mask_utils.area(rle)),
+            [float(v) for v in mask_utils.toBbox(rle)])

@@ -24,6 +24,10 @@ import numpy as np
 
 from segval.errors import DatasetError
 
+#: the tasks a taxonomy can be validated as: semantic (a class per pixel), instance (thing instances, COCO AP),
+#: panoptic (things + stuff, PQ); one loader and one module serve all three
+TASKS = ("semantic", "instance", "panoptic")
+
 #: Allowed values of :attr:`Category.group`.
 GROUPS = ("rigid", "deformable", "thin", "stuff")
 #: Label-map / semantic-target value meaning "ignore this pixel".

@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 import yaml
 from PIL import Image
-from pycocotools import mask as mask_utils
 
-from segval.dataset.rle import from_counts_string
+from segval.dataset.rle import encode_coco_rle, from_counts_string
 from segval.dataset.semantic import rasterize_semantic
 from segval.dataset.taxonomy import Taxonomy
 from segval.errors import DatasetError
@@ -215,8 +214,7 @@ class PackageWriter:
                 m = m.astype(bool)
             if inst.iscrowd not in (0, 1):
                 raise ValueError(f"{file_name}: instance {k} iscrowd must be 0 or 1, got {inst.iscrowd!r}")
-            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-            area = int(mask_utils.area(rle))
+            rle, area, bbox = encode_coco_rle(m)
             if area == 0:
                 raise ValueError(f"{file_name}: instance {k} (category id {int(cat)}) has an empty mask; drop it")
             ann_id = self._next_ann_id + len(anns)
@@ -225,9 +223,9 @@ class PackageWriter:
                     "id": ann_id,
                     "image_id": image_id,
                     "category_id": int(cat),
-                    "segmentation": {"size": [h, w], "counts": rle["counts"].decode("ascii")},
+                    "segmentation": rle,
                     "area": area,
-                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                    "bbox": bbox,
                     "iscrowd": int(inst.iscrowd),
                 }
             )

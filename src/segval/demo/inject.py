@@ -48,6 +48,7 @@ import numpy as np
 
 from segval.dataset.coco import load_json
 from segval.dataset.package import DatasetPackage, Instance, SplitData
+from segval.dataset.rle import encode_coco_rle
 from segval.dataset.semantic import rasterize_semantic
 from segval.dataset.taxonomy import Taxonomy
 from segval.errors import ConfigError, DatasetError
@@ -339,15 +340,6 @@ def plan_corruptions(split: SplitData, taxonomy: Taxonomy, cfg: InjectConfig) ->
 
 
 # ---------------------------------------------------------------------- writing
-def _encode(mask: np.ndarray) -> tuple[dict[str, Any], int, list[float]]:
-    from pycocotools import mask as mask_utils
-
-    h, w = mask.shape
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return ({"size": [int(h), int(w)], "counts": rle["counts"].decode("ascii")}, int(mask_utils.area(rle)),
-            [float(v) for v in mask_utils.toBbox(rle)])
-
-
 def inject_errors(
     root: str | os.PathLike,
     output: str | os.PathLike,
@@ -373,8 +365,7 @@ def inject_errors(
         DatasetError: output exists; the split is not in the package.
     """
 
-    from segval.dataset.versions import bump_version, version_core, write_version_copy
-    from segval.dataset.writer import SEMVER
+    from segval.dataset.versioning import new_version, write_version_copy
     from segval.io import atomic_dir, write_json
 
     root, output, manifest_path = Path(root), Path(output), Path(manifest_path)
@@ -389,11 +380,7 @@ def inject_errors(
     pkg = DatasetPackage.open(root)
     split = pkg.split(cfg.split)
     tax = pkg.taxonomy
-    version = version or bump_version(pkg.version, "minor")
-    if not SEMVER.match(str(version)):
-        raise ConfigError(f"version must be a semver string such as '1.1.0', got {version!r}")
-    if version_core(pkg.version) is not None and version_core(version) <= version_core(pkg.version):
-        raise ConfigError(f"version {version} must be higher than the clean version {pkg.version}")
+    version = new_version(pkg.version, version)
 
     corruptions, shortfall = plan_corruptions(split, tax, cfg)
 
@@ -415,7 +402,7 @@ def inject_errors(
             if c.new_category_id is not None:
                 ann["category_id"] = int(c.new_category_id)
             else:
-                ann["segmentation"], ann["area"], ann["bbox"] = _encode(c.new_mask)
+                ann["segmentation"], ann["area"], ann["bbox"] = encode_coco_rle(c.new_mask)
             coco["annotations"][pos[c.annotation_id]] = ann
     coco["annotations"] = [a for a in coco["annotations"] if a is not None]
     if isinstance(coco.get("info"), dict):

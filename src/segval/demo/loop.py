@@ -27,13 +27,6 @@ from segval.errors import SegvalError
 __all__ = ["format_summary", "run_stage", "summarize"]
 
 
-def command_exists(words: Sequence[str]) -> bool:
-    """True when ``segval <words...>`` is a registered command."""
-    from segval.cli import COMMANDS
-
-    return any(tuple(words[: len(k)]) == k for k in COMMANDS)
-
-
 def run_stage(name: str, args: Sequence[str], *, ok: Sequence[int] = (0,), log_dir: Path, index: str = "") -> float:
     """Run ``segval <args>`` in a new process (output shown and kept in ``<log_dir>/<name>.log``); seconds taken.
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from segval.dataset.package import DatasetPackage
+from segval.dataset.rle import encode_coco_rle
 from segval.errors import DatasetError
 
 __all__ = ["answer_queue", "load_queue", "queued_image_ids"]
@@ -51,14 +52,6 @@ def queued_image_ids(queue: Mapping[str, Any]) -> list[int]:
     for it in items:
         seen.setdefault(int(it["image_id"]), None)
     return list(seen)
-
-
-def _rle(mask) -> dict[str, Any]:
-    import numpy as np
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}
 
 
 def answer_queue(
@@ -101,8 +94,6 @@ def answer_queue(
     tax = clean.taxonomy
     cats = [c for c in tax if c.id != tax.background_id]
     cvat_id = {c.id: k + 1 for k, c in enumerate(cats)}
-    from pycocotools import mask as mask_utils
-
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for image_id in asked:
@@ -126,12 +117,10 @@ def answer_queue(
         for inst in truth.instances(rec):
             if inst.category_id not in cvat_id:
                 continue
-            seg = _rle(inst.mask)
-            enc = {"size": seg["size"], "counts": seg["counts"].encode("ascii")}
+            seg, area, bbox = encode_coco_rle(inst.mask)
             annotations.append({
                 "id": len(annotations) + 1, "image_id": images[-1]["id"], "category_id": cvat_id[inst.category_id],
-                "segmentation": seg, "area": float(mask_utils.area(enc)),
-                "bbox": [float(v) for v in mask_utils.toBbox(enc)], "iscrowd": int(inst.iscrowd),
+                "segmentation": seg, "area": float(area), "bbox": bbox, "iscrowd": int(inst.iscrowd),
                 "attributes": {"occluded": False},
             })
     return {

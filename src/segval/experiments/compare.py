@@ -25,7 +25,7 @@ would separate (versions, splits); no run with metrics.
 Example:
     >>> runs = discover_runs(["outputs/train/multiruns/<sweep>"])              # doctest: +SKIP
     >>> result = compare_runs(runs, baseline_version="1.0.0")                  # doctest: +SKIP
-    >>> write_compare(result, "outputs/compare")   # segval.experiments.report  # doctest: +SKIP
+    >>> write_compare(result, "outputs/compare")   # segval.report.compare  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from segval.dataset.versions import version_core
+from segval.dataset.versioning import version_core
 from segval.errors import SegvalError
 from segval.experiments.runs import RunRecord, discover_runs
-from segval.numbers import optional_float
+from segval.io import optional_float
 
 __all__ = ["CompareError", "GROUP_BY", "METRIC_KEYS", "compare_groups", "compare_runs", "delta_stat",
            "group_key", "stat", "check_content_hashes", "check_taxonomy"]

@@ -58,7 +58,7 @@ from segval.dataset.taxonomy import GROUPS
 from segval.errors import ConfigError, SegvalError
 from segval.experiments.compare import CompareError, check_content_hashes, compare_groups, run_figures
 from segval.experiments.runs import RunRecord, discover_runs
-from segval.numbers import optional_float
+from segval.io import optional_float
 from segval.io import write_json, write_text
 
 __all__ = ["GatePolicy", "evaluate_gate", "load_policy", "render_junit", "render_markdown", "write_verdict"]
@@ -556,7 +556,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~$])")
 
 
 def md_escape(text: Any) -> str:
-    """Markdown syntax in ``text`` escaped (as :func:`segval.analysis.report.render.md_escape`, without its
+    """Markdown syntax in ``text`` escaped (as :func:`segval.report.analyze.md_escape`, without its
     torch import)."""
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 

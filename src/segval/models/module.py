@@ -13,11 +13,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from segval.analysis.functional import semantic_metrics
-from segval.analysis.instance_ap import evaluate_segm, gather_results, instance_results
-from segval.analysis.metrics import ConfusionMatrix
-from segval.analysis.panoptic_quality import PanopticQualityStats, pq_summary
-from segval.tasks import TASKS
+from segval.metrics.functional.semantic import semantic_metrics
+from segval.metrics.functional.instance import evaluate_segm, instance_results
+from segval.metrics.instance import gather_results
+from segval.metrics.semantic import ConfusionMatrix
+from segval.metrics.panoptic import PanopticQualityStats, pq_summary
+from segval.dataset.taxonomy import TASKS
 from segval.errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class SegmentationModule(pl.LightningModule):
         task: ``"semantic"``, ``"instance"`` or ``"panoptic"``. Every task trains on the batch's
             targets and keeps the semantic metrics (from the adapter's semantic logits); instance
             and panoptic need an adapter with ``predict_instances`` (Mask2Former) and add COCO AP
-            (:mod:`segval.analysis.instance_ap`) or PQ (:mod:`segval.analysis.panoptic_quality`),
+            (:mod:`segval.metrics.functional.instance`) or PQ (:mod:`segval.metrics.functional.panoptic`),
             scored against the evaluated dataset's ground truth at the original image size.
     """
 

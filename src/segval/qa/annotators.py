@@ -21,7 +21,7 @@ annotations in an explicit bucket named :data:`UNKNOWN` instead (shown like any 
 * agreement: for each annotation set of a ``segval agreement`` result (one set per annotator,
   named by the set's file stem), the mean over the pairs it belongs to of the pair's mean class
   IoU (classes with a defined IoU);
-* correction rate (after a relabel round, from :func:`segval.dataset.versions.diff_packages` of
+* correction rate (after a relabel round, from :func:`segval.release.versions.diff_packages` of
   version a -> b): annotations of the annotator in a that b changed, deprecated or removed /
   annotations of the annotator in a.
 """

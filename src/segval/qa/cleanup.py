@@ -16,17 +16,26 @@ and deterministic.
 3. :func:`remove_small_components` — drops 8-connected components under ``min_pixels``; the
    largest component (ties: the first in row-major order) is always kept.
 
-:func:`clean_mask` runs the enabled steps in this order (morphology, refinement, components).
+:func:`clean_mask` runs the enabled steps in this order (morphology, refinement, components);
+:func:`clean_package` cleans every instance of a package into a new version of it.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-__all__ = ["CleanParams", "clean_mask", "open_close", "refine_edges", "remove_small_components"]
+from segval.dataset.rle import encode_coco_rle
+
+__all__ = ["CleanParams", "clean_mask", "clean_package", "open_close", "refine_edges", "remove_small_components"]
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
 
@@ -202,3 +211,167 @@ def clean_mask(mask: np.ndarray, image: np.ndarray | None, params: CleanParams) 
     if params.components and out.any():
         out = remove_small_components(out, params.min_pixels)
     return out
+
+
+# ---------------------------------------------------------------------------------------- a package
+def clean_package(
+    root: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    version: str,
+    params: Mapping[int, CleanParams],
+    skip_crowd: bool,
+    steps_text: str,
+    steps: Mapping[str, Any] | None = None,
+    progress: Callable[[Iterable[Any], str], Iterable[Any]] = lambda it, desc: it,
+) -> dict[str, Any]:
+    """Clean every instance mask of the package at ``root`` into a new package ``output`` as ``version``.
+
+    Image and annotation ids are kept; an annotation that becomes empty is deprecated (listed under
+    ``deprecated_annotations`` of its split's COCO file with its data, its id under dataset.yaml
+    ``deprecated``); label maps of changed images are regenerated; a CHANGELOG entry says what changed.
+
+    Args:
+        params: the steps per category id. ``steps_text`` / ``steps`` describe them in the CHANGELOG / the result.
+        skip_crowd: leave crowd annotations as they are.
+
+    Returns:
+        The changes: per split the changed annotations (pixels added / removed) and deprecated ids, totals,
+        pixels changed per class, and source / output with their content hashes.
+    """
+    from segval.dataset.package import DatasetPackage
+    from segval.dataset.versioning import write_version_copy
+    from segval.io import atomic_dir
+
+    root, output = Path(root), Path(output)
+    pkg = DatasetPackage.open(root)
+    tax = pkg.taxonomy
+    cleaner = _PackageCleaner(root, tax, params, version, skip_crowd)
+    changes: dict[str, Any] = {"splits": {}}
+    new_coco: dict[str, dict] = {}
+    new_label_maps: dict[str, dict[Path, np.ndarray]] = {}
+    for s in pkg.splits:
+        split = pkg.split(s)
+        coco, label_maps, changed, deprecated = cleaner.clean_split(split, progress(split.images, f"clean {s}"))
+        if changed:
+            new_coco[s], new_label_maps[s] = coco, label_maps
+        changes["splits"][s] = {"annotations": split.num_annotations, "changed": changed, "deprecated_ids": deprecated}
+    deprecated_all = [i for c in changes["splits"].values() for i in c["deprecated_ids"]]
+    total_changed = sum(len(c["changed"]) for c in changes["splits"].values())
+    per_class = {n: {"pixels_added": cleaner.added[n], "pixels_removed": cleaner.removed[n]}
+                 for n in sorted(set(cleaner.added) | set(cleaner.removed), key=tax.names.index)}
+    entry_text = _changelog_entry(version, pkg.version, steps_text, changes, cleaner.annotations, per_class,
+                                  deprecated_all)
+
+    with atomic_dir(output) as tmp:
+        # ids are never deleted: the emptied annotations are recorded where `segval dataset release` / `diff` look
+        write_version_copy(root, tmp, version=version, annotations=new_coco, label_maps=new_label_maps,
+                           deprecated={s: c["deprecated_ids"] for s, c in changes["splits"].items()},
+                           changelog=entry_text)
+        new_hash = DatasetPackage.open(tmp).content_hash()  # the written package opens
+
+    changes.update({
+        "source": {"root": str(root), "name": pkg.name, "version": pkg.version, "content_hash": pkg.content_hash()},
+        "output": {"root": str(output), "version": version, "content_hash": new_hash},
+        "steps": steps, "skip_crowd": skip_crowd,
+        "annotations": cleaner.annotations, "annotations_changed": total_changed,
+        "pixels_changed_per_class": per_class, "deprecated_ids": deprecated_all,
+    })
+    return changes
+
+
+class _PackageCleaner:
+    """Cleans the splits of one package: the new COCO document and label maps of each, and pixel counts."""
+
+    def __init__(self, root: Path, tax: Any, params: Mapping[int, CleanParams], version: str,
+                 skip_crowd: bool) -> None:
+        self.root, self.tax, self.params, self.version, self.skip_crowd = root, tax, params, version, skip_crowd
+        self.needs_image = any(p.refine for p in params.values())
+        #: class name -> pixels added / removed over every split
+        self.added: dict[str, int] = defaultdict(int)
+        self.removed: dict[str, int] = defaultdict(int)
+        self.annotations = 0
+
+    def clean_split(self, split: Any, records: Iterable[Any]
+                    ) -> tuple[dict[str, Any], dict[Path, np.ndarray], list[dict[str, Any]], list[int]]:
+        """(COCO document, label maps of changed images, changed annotations, deprecated ids) of ``split``."""
+        from segval.dataset.coco import load_json
+        from segval.dataset.semantic import rasterize_semantic
+
+        coco = load_json(split.annotation_path)
+        pos = {int(a["id"]): i for i, a in enumerate(coco["annotations"])}
+        changed: list[dict[str, Any]] = []
+        deprecated: list[int] = []
+        label_maps: dict[Path, np.ndarray] = {}
+        for rec in records:
+            insts = split.instances(rec)
+            self.annotations += len(insts)
+            image = split.read_image(rec) if self.needs_image and insts else None
+            final: list[tuple[int, np.ndarray, int]] = []  # (category id, mask, ann id) after cleaning
+            image_changed = False
+            for inst in insts:
+                new = self._clean(inst, image)
+                if new is None:
+                    final.append((inst.category_id, inst.mask, inst.annotation_id))
+                    continue
+                image_changed = True
+                entry = self._record(inst, new, rec)
+                ann = dict(coco["annotations"][pos[inst.annotation_id]])
+                if not new.any():
+                    deprecated.append(inst.annotation_id)
+                    entry["deprecated"] = True
+                    ann["deprecated_in"] = self.version
+                    ann["deprecated_reason"] = "empty after `segval dataset clean`"
+                    coco.setdefault("deprecated_annotations", []).append(ann)
+                    coco["annotations"][pos[inst.annotation_id]] = None
+                else:
+                    ann["segmentation"], ann["area"], ann["bbox"] = encode_coco_rle(new)
+                    coco["annotations"][pos[inst.annotation_id]] = ann
+                    final.append((inst.category_id, new, inst.annotation_id))
+                changed.append(entry)
+            if image_changed and split.has_label_maps:
+                rel = split.label_map_path(rec).relative_to(self.root)
+                label_maps[rel] = rasterize_semantic(
+                    rec.height, rec.width, [(c, m, int(m.sum()), a) for c, m, a in final], self.tax.background_id)
+        if changed:
+            coco["annotations"] = [a for a in coco["annotations"] if a is not None]
+            if isinstance(coco.get("info"), dict):
+                coco["info"] = {**coco["info"], "version": self.version}
+        return coco, label_maps, changed, deprecated
+
+    def _clean(self, inst: Any, image: np.ndarray | None) -> np.ndarray | None:
+        """The cleaned mask of ``inst``, or None when it is left as it is (skipped, or unchanged)."""
+        p = self.params[inst.category_id]
+        if (inst.iscrowd and self.skip_crowd) or not (p.morphology or p.refine or p.components):
+            return None
+        new = clean_mask(inst.mask, image, p)
+        return None if np.array_equal(new, inst.mask) else new
+
+    def _record(self, inst: Any, new: np.ndarray, rec: Any) -> dict[str, Any]:
+        """The changes.json entry of one changed annotation (pixel counts added to the class's)."""
+        name = self.tax.category(inst.category_id).name
+        added = int((new & ~inst.mask).sum())
+        removed = int((inst.mask & ~new).sum())
+        self.added[name] += added
+        self.removed[name] += removed
+        return {"id": inst.annotation_id, "image_id": rec.id, "file_name": rec.file_name, "category": name,
+                "area_before": int(inst.mask.sum()), "area_after": int(new.sum()),
+                "pixels_added": added, "pixels_removed": removed}
+
+
+def _changelog_entry(version: str, source_version: str, steps_text: str, changes: Mapping[str, Any],
+                     total_anns: int, per_class: Mapping[str, Mapping[str, int]], deprecated: Sequence[int]) -> str:
+    """The CHANGELOG entry of a cleaned version."""
+    total_changed = sum(len(c["changed"]) for c in changes["splits"].values())
+    lines = [f"## {version} ({_dt.date.today().isoformat()})", "",
+             f"Masks cleaned from version {source_version} with `segval dataset clean`: {steps_text}. "
+             "Image and annotation ids unchanged.", "",
+             f"- annotations changed: {total_changed} of {total_anns}"
+             + (" (" + ", ".join(f"{s}: {len(v['changed'])}" for s, v in changes["splits"].items()) + ")"
+                if total_anns else ""),
+             "- pixels changed per class: "
+             + (", ".join(f"{n} +{v['pixels_added']} / -{v['pixels_removed']}" for n, v in per_class.items())
+                or "none"),
+             "- deprecated annotation ids (empty after cleaning): "
+             + (", ".join(str(i) for i in deprecated) if deprecated else "none"), ""]
+    return "\n".join(lines) + "\n"

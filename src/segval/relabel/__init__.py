@@ -4,6 +4,6 @@ and corrections imported back as a new dataset version.
 Modules (one concept each): :mod:`~segval.relabel.scoring` (pure ranking), :mod:`~segval.relabel.evidence`
 (model-free evidence), :mod:`~segval.relabel.queue`, :mod:`~segval.relabel.sam2_backend`,
 :mod:`~segval.relabel.embeddings`, :mod:`~segval.relabel.proposals`, :mod:`~segval.relabel.video`,
-:mod:`~segval.relabel.brush_rle`, :mod:`~segval.relabel.labelstudio`, :mod:`~segval.relabel.cvat`,
+:mod:`~segval.relabel.labelstudio`, :mod:`~segval.relabel.cvat`,
 :mod:`~segval.relabel.import_back`.
 """

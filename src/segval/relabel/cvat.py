@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from segval.dataset.rle import encode_coco_rle
 from segval.errors import DatasetError
 from segval.relabel.labelstudio import ReturnedInstance
 
@@ -61,10 +62,10 @@ def coco_for_queue(queue: Mapping[str, Any], split: Any, taxonomy: Any) -> dict[
         for inst in split.instances(rec):
             if taxonomy.background_id is not None and inst.category_id == taxonomy.background_id:
                 continue
-            rle = mask_utils.encode(np.asfortranarray(inst.mask.astype(np.uint8)))
+            _, area, bbox = encode_coco_rle(inst.mask)
             anns.append({"id": inst.annotation_id, "image_id": rec.id, "category_id": inst.category_id,
-                         "segmentation": _uncompressed(inst.mask), "area": float(mask_utils.area(rle)),
-                         "bbox": [float(v) for v in mask_utils.toBbox(rle)], "iscrowd": int(inst.iscrowd),
+                         "segmentation": _uncompressed(inst.mask), "area": float(area),
+                         "bbox": bbox, "iscrowd": int(inst.iscrowd),
                          "attributes": {"occluded": False}})
     return {"licenses": [{"name": "", "id": 0, "url": ""}],
             "info": {"contributor": "segval relabel export", "date_created": "", "description": "",

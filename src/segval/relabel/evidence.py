@@ -193,167 +193,12 @@ def temporal_candidates(
     progress = progress or (lambda it: it)
     out: list[Candidate] = []
     video_rows: list[tuple[dict, dict]] = []
-    videos = videos_of(split.images)
-    for vid, recs in progress(list(videos.items())):
+    for vid, recs in progress(list(videos_of(split.images).items())):
         if len(recs) < 2:
             continue
-        n_fr = len(recs)
-        frames = _FrameWindow(split, recs, background_id)  # decoded masks of frames t-2 .. t+2 only
-        ious: dict[tuple[int, int], np.ndarray] = {}
-        aligned: dict[tuple[int, int], np.ndarray] = {}
-
-        def nbr(u: int, t: int) -> np.ndarray:
-            """bool[N_u, H, W]: frame u's masks translated onto frame t by the camera's shift between them
-            (the median centroid displacement of the objects matched at IoU >= match_iou, when there are
-            three or more), so a panning camera does not count as disagreement."""
-            if (u, t) not in aligned:
-                fu, ft = frames[u], frames[t]
-                raw = _iou_arrays(ft.masks, fu.masks)
-                shifts = [ft.centroids[j] - fu.centroids[int(np.argmax(raw[j]))] for j in range(raw.shape[0])
-                          if raw.shape[1] and raw[j].max() >= cfg.match_iou]
-                # the camera: the median over at least three objects (with fewer, objects' own motion would pass for it)
-                d = (np.round(np.nanmedian(np.stack(shifts), axis=0)).astype(int) if len(shifts) >= 3
-                     else np.zeros(2, int))
-                aligned[(u, t)] = _translate(fu.masks, int(d[1]), int(d[0])) if d.any() else fu.masks
-            return aligned[(u, t)]
-
-        def iou_to(t: int, u: int) -> np.ndarray:  # [N_t, N_u] after aligning frame u onto frame t
-            if (t, u) not in ious:
-                ious[(t, u)] = _iou_arrays(frames[t].masks, nbr(u, t))
-            return ious[(t, u)]
-
-        rows: dict[tuple[int, int], dict[str, Any]] = {}  # (t, j): scored once the video's medians are known
-        steps: dict[int, list[float]] = defaultdict(list)  # consecutive-frame symmetric difference / perimeter
-        for t in range(n_fr):
-            frames.keep(t - 2, t + 2)
-            for cache in (ious, aligned):
-                for key in [k for k in cache if min(k) < t - 2]:
-                    del cache[key]
-            fo = frames[t]
-            frame_acc = []
-            for j, (ann, cat) in enumerate(zip(fo.ann_ids, fo.cats)):
-                m = fo.masks[j]
-                area = int(m.sum())
-                if area < cfg.min_pixels:
-                    continue
-                per = max(qc.pixel_perimeter(m), 1)
-                row: dict[str, Any] = {"t": t, "j": j, "ann": ann, "cat": cat, "area": area, "image_id": fo.image_id,
-                                       "box": _box(m), "video": vid}
-                nb: dict[int, tuple[int, float]] = {}  # neighbour frame -> (index, IoU) of the same object
-                for u in (t - 2, t - 1, t + 1, t + 2):
-                    if 0 <= u < n_fr:
-                        k, iou = _match(iou_to(t, u), j)
-                        if k is not None and iou >= cfg.pair_iou:
-                            nb[u] = (k, iou)
-                row["iou_prev"] = nb.get(t - 1, (None, 0.0))[1]
-                row["iou_next"] = nb.get(t + 1, (None, 0.0))[1]
-                if t + 1 in nb and frames[t + 1].cats[nb[t + 1][0]] == cat and nb[t + 1][1] >= cfg.match_iou:
-                    steps[cat].append(int((m ^ nbr(t + 1, t)[nb[t + 1][0]]).sum()) / per)
-                # (1) outline: interpolation band over the pairs of neighbours around t (the smaller is the
-                # evidence: a frame next to a corrupted one is explained by the pair that skips it)
-                bands = []
-                for a_, b_ in ((t - 1, t + 1), (t - 2, t + 2)):
-                    if a_ in nb and b_ in nb:
-                        ma, mb = nbr(a_, t)[nb[a_][0]], nbr(b_, t)[nb[b_][0]]
-                        px = int((m & ~ma & ~mb).sum()) + int((ma & mb & ~m).sum())
-                        bands.append((px / per, px))
-                if bands:
-                    row["band"], row["pixels"] = min(bands)
-                    row["sided"] = 2
-                else:
-                    one = [u for u in (t - 1, t + 1) if u in nb and nb[u][1] >= cfg.match_iou]
-                    if one:
-                        diff = int((m ^ nbr(one[0], t)[nb[one[0]][0]]).sum())
-                        row.update(band=diff / per, sided=1, pixels=diff)
-                # (2) area and (3) position against the previous and next frames, as *spikes*: a change
-                # towards both neighbours in the same direction (an onset of occlusion, an object leaving the
-                # view or a steady motion changes towards one neighbour only, or in opposite directions)
-                if t - 1 in nb and t + 1 in nb:
-                    mp, mn = frames[t - 1].masks[nb[t - 1][0]], frames[t + 1].masks[nb[t + 1][0]]
-                    lp = float(np.log(area / max(int(mp.sum()), 1)))
-                    ln = float(np.log(area / max(int(mn.sum()), 1)))
-                    row["area_spike"] = min(abs(lp), abs(ln)) if lp * ln > 0 else 0.0
-                    c = _centroid(m)
-                    row["d_prev"], row["d_next"] = c - _centroid(mp), c - _centroid(mn)
-                    frame_acc.append((row["d_prev"], row["d_next"]))
-                # (4) class: the neighbours' classes of the same object (up to 4 votes)
-                votes = []
-                for u, (k, iou) in nb.items():
-                    if iou < cfg.class_iou:
-                        continue
-                    if int(np.argmax(iou_to(t, u)[:, k])) != j:
-                        # not mutual: the neighbour's object is another annotation's here (a part such as a
-                        # gripper inside the arm's outline must not vote for the whole's class)
-                        continue
-                    c_u = frames[u].cats[k]
-                    if c_u != cat:  # an object of its own class there overlapping it as well: no vote against
-                        own = [kk for kk, cc in enumerate(frames[u].cats) if cc == cat]
-                        if any(iou_to(t, u)[j, kk] >= cfg.class_iou for kk in own):
-                            c_u = cat
-                    votes.append(c_u)
-                if votes:
-                    top = max(set(votes), key=lambda c: (votes.count(c), -c))
-                    if top != cat and votes.count(top) >= 2 and votes.count(top) * 2 > len(votes):
-                        row["class_to"] = top
-                        row["class_votes"] = f"{votes.count(top)}/{len(votes)}"
-                rows[(t, j)] = row
-            if frame_acc:  # displacement common to the frame (the camera) removed, then the spike part
-                dp = np.stack([a for a, _ in frame_acc])
-                dn = np.stack([b for _, b in frame_acc])
-                fp_, fn_ = (np.nanmedian(dp, axis=0), np.nanmedian(dn, axis=0)) if len(frame_acc) > 2 else (0.0, 0.0)
-                for (tt, jj), r in rows.items():
-                    if tt == t and "d_prev" in r:
-                        a, b = np.nan_to_num(r["d_prev"] - fp_), np.nan_to_num(r["d_next"] - fn_)
-                        na, nb_ = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-                        cos = float(a @ b) / (na * nb_) if na > 0 and nb_ > 0 else 0.0
-                        r["motion_px"] = min(na, nb_) * max(0.0, cos)
-            # missing objects: in both frames of a neighbour pair, matched to each other, nothing here
-            seen: set[tuple[int, int]] = set()
-            here_c = [_centroid(mm) for mm in fo.masks]
-            pairs = [(t - 1, t + 1, False), (t - 2, t + 2, False)]
-            if t == 0 or t == n_fr - 1:  # the first / last frame: the next two (previous two) frames, half strength
-                step = 1 if t == 0 else -1
-                pairs.append((t + step, t + 2 * step, True))
-            for a_, b_, edge in pairs:
-                if min(a_, b_) < 0 or max(a_, b_) >= n_fr:
-                    continue
-                pf, nf = frames[a_], frames[b_]
-                pn = iou_to(a_, b_)
-                ip, inn = iou_to(t, a_), iou_to(t, b_)  # [N_t, N_a], [N_t, N_b]
-                for i in range(len(pf.ann_ids)):
-                    k, iou = _match(pn, i)
-                    if k is None or iou < cfg.pair_iou or nf.cats[k] != pf.cats[i] or pf.masks[i].sum() < cfg.min_pixels:
-                        continue
-                    if edge and _touches_border(pf.masks[i]):
-                        continue  # it may just be entering / leaving the view
-                    # not missing: an annotation of any class overlapping it (a class change is scored apart), or
-                    # one of its class touching it or lying where the two frames put it (a fast object)
-                    cat = pf.cats[i]
-                    ca, cb = _centroid(pf.masks[i]), _centroid(nf.masks[k])
-                    mid = 2 * ca - cb if edge else (ca + cb) / 2
-                    reach = 2.0 * np.sqrt(max(int(pf.masks[i].sum()), 1) / np.pi)
-                    if any(ip[jj, i] >= cfg.missing_iou or inn[jj, k] >= cfg.missing_iou
-                           or (fo.cats[jj] == cat and (ip[jj, i] > 0 or inn[jj, k] > 0
-                                                        or np.linalg.norm(here_c[jj] - mid) < reach))
-                           for jj in range(len(fo.ann_ids))):
-                        continue
-                    key = (pf.ann_ids[i], nf.ann_ids[k])
-                    if key in seen or (a_ == t - 2 and any(s[0] == pf.ann_ids[i] for s in seen)):
-                        continue
-                    seen.add(key)
-                    union = pf.masks[i] | nf.masks[k]
-                    inter = pf.masks[i] & nf.masks[k]
-                    value = min(1.0, 0.5 + iou) * (0.5 if edge else 1.0)
-                    where = ("in the two frames after it" if a_ > t else "in the two frames before it") if edge else \
-                        f"{abs(t - a_)} frame(s) before and after"
-                    out.append(Candidate(
-                        fo.image_id, "missing", cat, [], _box(union),
-                        {"missing": round(value, 4), "iou_pair": round(iou, 4), "pair_frames": [a_, b_],
-                         "video_edge": edge, "neighbour_annotation_ids": [pf.ann_ids[i], nf.ann_ids[k]]},
-                        f"a {class_name(cat)} labelled {where} (annotations {pf.ann_ids[i]}, {nf.ann_ids[k]}; "
-                        f"IoU {iou:.2f}) has no annotation here",
-                        float(inter.sum()), vid))
-        video_rows.append((rows, dict(steps)))
+        scan = _VideoScan(split, recs, vid, cfg, background_id, class_name)
+        out.extend(scan.run())
+        video_rows.append((scan.rows, dict(scan.steps)))
     # the split's spread per class and measure (how far an articulated arm usually goes, over every video)
     pooled: dict[tuple[str, int], list[float]] = defaultdict(list)
     for rows, _ in video_rows:
@@ -365,6 +210,228 @@ def temporal_candidates(
     for rows, steps in video_rows:
         out.extend(_score_rows(rows, steps, split_spread, cfg, class_name))
     return out
+
+
+class _VideoScan:
+    """One video, frame by frame: a row of raw measures per annotation (scored later against the video's and
+    the split's usual values, :func:`_score_rows`) and the ``missing`` candidates.
+
+    Only frames t-2 .. t+2 are decoded at a time; neighbour frames are aligned onto frame t by the camera's
+    shift before any IoU is taken (:meth:`aligned`).
+    """
+
+    def __init__(self, split: Any, recs: Sequence[Any], video_id: int, cfg: TemporalConfig,
+                 background_id: int | None, class_name: Callable[[int], str]) -> None:
+        self.recs, self.video_id, self.cfg, self.class_name = recs, video_id, cfg, class_name
+        self.frames = _FrameWindow(split, recs, background_id)
+        self.n = len(recs)
+        self._ious: dict[tuple[int, int], np.ndarray] = {}
+        self._aligned: dict[tuple[int, int], np.ndarray] = {}
+        #: (t, j) -> the raw measures of annotation j of frame t
+        self.rows: dict[tuple[int, int], dict[str, Any]] = {}
+        #: class -> consecutive-frame symmetric difference / perimeter (the usual change of a class)
+        self.steps: dict[int, list[float]] = defaultdict(list)
+
+    def run(self) -> list[Candidate]:
+        """Measure every annotation of every frame; returns the ``missing`` candidates."""
+        missing: list[Candidate] = []
+        for t in range(self.n):
+            self._forget_before(t - 2)
+            rows = [row for j in range(len(self.frames[t].ann_ids)) if (row := self._measure(t, j)) is not None]
+            for row in rows:
+                self.rows[(t, row["j"])] = row
+            self._remove_camera_motion(rows)
+            missing.extend(self._missing_objects(t))
+        return missing
+
+    # -- frames aligned onto each other
+    def _forget_before(self, lo: int) -> None:
+        self.frames.keep(lo, lo + 4)
+        for cache in (self._ious, self._aligned):
+            for key in [k for k in cache if min(k) < lo]:
+                del cache[key]
+
+    def aligned(self, u: int, t: int) -> np.ndarray:
+        """bool[N_u, H, W]: frame u's masks translated onto frame t by the camera's shift between them (the
+        median centroid displacement of the objects matched at IoU >= match_iou, when there are three or
+        more), so a panning camera does not count as disagreement."""
+        if (u, t) not in self._aligned:
+            fu, ft = self.frames[u], self.frames[t]
+            raw = _iou_arrays(ft.masks, fu.masks)
+            shifts = [ft.centroids[j] - fu.centroids[int(np.argmax(raw[j]))] for j in range(raw.shape[0])
+                      if raw.shape[1] and raw[j].max() >= self.cfg.match_iou]
+            # the camera: the median over at least three objects (with fewer, objects' own motion would pass for it)
+            d = (np.round(np.nanmedian(np.stack(shifts), axis=0)).astype(int) if len(shifts) >= 3
+                 else np.zeros(2, int))
+            self._aligned[(u, t)] = _translate(fu.masks, int(d[1]), int(d[0])) if d.any() else fu.masks
+        return self._aligned[(u, t)]
+
+    def iou(self, t: int, u: int) -> np.ndarray:
+        """float[N_t, N_u]: IoU of frame t's masks with frame u's aligned onto t."""
+        if (t, u) not in self._ious:
+            self._ious[(t, u)] = _iou_arrays(self.frames[t].masks, self.aligned(u, t))
+        return self._ious[(t, u)]
+
+    # -- one annotation
+    def _measure(self, t: int, j: int) -> dict[str, Any] | None:
+        """The raw measures of annotation j of frame t (None when it is too small to be scored)."""
+        cfg, fo = self.cfg, self.frames[t]
+        m, cat = fo.masks[j], fo.cats[j]
+        area = int(m.sum())
+        if area < cfg.min_pixels:
+            return None
+        per = max(qc.pixel_perimeter(m), 1)
+        row: dict[str, Any] = {"t": t, "j": j, "ann": fo.ann_ids[j], "cat": cat, "area": area,
+                               "image_id": fo.image_id, "box": _box(m), "video": self.video_id}
+        nb: dict[int, tuple[int, float]] = {}  # neighbour frame -> (index, IoU) of the same object
+        for u in (t - 2, t - 1, t + 1, t + 2):
+            if 0 <= u < self.n:
+                k, iou = _match(self.iou(t, u), j)
+                if k is not None and iou >= cfg.pair_iou:
+                    nb[u] = (k, iou)
+        row["iou_prev"] = nb.get(t - 1, (None, 0.0))[1]
+        row["iou_next"] = nb.get(t + 1, (None, 0.0))[1]
+        if t + 1 in nb and self.frames[t + 1].cats[nb[t + 1][0]] == cat and nb[t + 1][1] >= cfg.match_iou:
+            self.steps[cat].append(int((m ^ self.aligned(t + 1, t)[nb[t + 1][0]]).sum()) / per)
+        self._outline(row, t, m, per, nb)
+        self._spikes(row, t, m, area, nb)
+        self._class_votes(row, t, j, cat, nb)
+        return row
+
+    def _outline(self, row: dict[str, Any], t: int, m: np.ndarray, per: int,
+                 nb: Mapping[int, tuple[int, float]]) -> None:
+        """(1) outline: the interpolation band over the pairs of neighbours around t (the smaller is the
+        evidence: a frame next to a corrupted one is explained by the pair that skips it); with one
+        neighbour, the symmetric difference with it."""
+        bands = []
+        for a_, b_ in ((t - 1, t + 1), (t - 2, t + 2)):
+            if a_ in nb and b_ in nb:
+                ma, mb = self.aligned(a_, t)[nb[a_][0]], self.aligned(b_, t)[nb[b_][0]]
+                px = int((m & ~ma & ~mb).sum()) + int((ma & mb & ~m).sum())
+                bands.append((px / per, px))
+        if bands:
+            row["band"], row["pixels"] = min(bands)
+            row["sided"] = 2
+            return
+        one = [u for u in (t - 1, t + 1) if u in nb and nb[u][1] >= self.cfg.match_iou]
+        if one:
+            diff = int((m ^ self.aligned(one[0], t)[nb[one[0]][0]]).sum())
+            row.update(band=diff / per, sided=1, pixels=diff)
+
+    def _spikes(self, row: dict[str, Any], t: int, m: np.ndarray, area: int,
+                nb: Mapping[int, tuple[int, float]]) -> None:
+        """(2) area and (3) position against the previous and next frames, as *spikes*: a change towards both
+        neighbours in the same direction (an onset of occlusion, an object leaving the view or a steady
+        motion changes towards one neighbour only, or in opposite directions)."""
+        if t - 1 not in nb or t + 1 not in nb:
+            return
+        mp, mn = self.frames[t - 1].masks[nb[t - 1][0]], self.frames[t + 1].masks[nb[t + 1][0]]
+        lp = float(np.log(area / max(int(mp.sum()), 1)))
+        ln = float(np.log(area / max(int(mn.sum()), 1)))
+        row["area_spike"] = min(abs(lp), abs(ln)) if lp * ln > 0 else 0.0
+        c = _centroid(m)
+        row["d_prev"], row["d_next"] = c - _centroid(mp), c - _centroid(mn)
+
+    def _class_votes(self, row: dict[str, Any], t: int, j: int, cat: int,
+                     nb: Mapping[int, tuple[int, float]]) -> None:
+        """(4) class: the neighbours' classes of the same object (up to 4 votes, mutual best matches only)."""
+        votes = []
+        for u, (k, iou) in nb.items():
+            if iou < self.cfg.class_iou:
+                continue
+            if int(np.argmax(self.iou(t, u)[:, k])) != j:
+                # not mutual: the neighbour's object is another annotation's here (a part such as a
+                # gripper inside the arm's outline must not vote for the whole's class)
+                continue
+            c_u = self.frames[u].cats[k]
+            if c_u != cat:  # an object of its own class there overlapping it as well: no vote against
+                own = [kk for kk, cc in enumerate(self.frames[u].cats) if cc == cat]
+                if any(self.iou(t, u)[j, kk] >= self.cfg.class_iou for kk in own):
+                    c_u = cat
+            votes.append(c_u)
+        if votes:
+            top = max(set(votes), key=lambda c: (votes.count(c), -c))
+            if top != cat and votes.count(top) >= 2 and votes.count(top) * 2 > len(votes):
+                row["class_to"] = top
+                row["class_votes"] = f"{votes.count(top)}/{len(votes)}"
+
+    @staticmethod
+    def _remove_camera_motion(rows: Sequence[dict[str, Any]]) -> None:
+        """The displacement common to the frame (the camera) removed from each row's, then its spike part."""
+        moving = [r for r in rows if "d_prev" in r]
+        if not moving:
+            return
+        dp = np.stack([r["d_prev"] for r in moving])
+        dn = np.stack([r["d_next"] for r in moving])
+        fp_, fn_ = (np.nanmedian(dp, axis=0), np.nanmedian(dn, axis=0)) if len(moving) > 2 else (0.0, 0.0)
+        for r in moving:
+            a, b = np.nan_to_num(r["d_prev"] - fp_), np.nan_to_num(r["d_next"] - fn_)
+            na, nb_ = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+            cos = float(a @ b) / (na * nb_) if na > 0 and nb_ > 0 else 0.0
+            r["motion_px"] = min(na, nb_) * max(0.0, cos)
+
+    # -- objects of the neighbours with no annotation here
+    def _missing_objects(self, t: int) -> list[Candidate]:
+        """Objects in both frames of a neighbour pair, matched to each other, with nothing here."""
+        out: list[Candidate] = []
+        seen: set[tuple[int, int]] = set()
+        pairs = [(t - 1, t + 1, False), (t - 2, t + 2, False)]
+        if t == 0 or t == self.n - 1:  # the first / last frame: the next two (previous two) frames, half strength
+            step = 1 if t == 0 else -1
+            pairs.append((t + step, t + 2 * step, True))
+        for a_, b_, edge in pairs:
+            if min(a_, b_) < 0 or max(a_, b_) >= self.n:
+                continue
+            for i, k, iou in self._pair_objects_absent_here(t, a_, b_, edge):
+                pf, nf = self.frames[a_], self.frames[b_]
+                key = (pf.ann_ids[i], nf.ann_ids[k])
+                if key in seen or (a_ == t - 2 and any(s[0] == pf.ann_ids[i] for s in seen)):
+                    continue
+                seen.add(key)
+                out.append(self._missing_candidate(t, a_, b_, i, k, iou, edge))
+        return out
+
+    def _pair_objects_absent_here(self, t: int, a_: int, b_: int, edge: bool) -> Iterable[tuple[int, int, float]]:
+        """(i, k, IoU): object i of frame a_ matched to object k of frame b_ (same class) that no annotation of
+        frame t covers: none of any class overlapping it (a class change is scored apart), none of its class
+        touching it or lying where the two frames put it (a fast object)."""
+        cfg, fo = self.cfg, self.frames[t]
+        pf, nf = self.frames[a_], self.frames[b_]
+        pn = self.iou(a_, b_)
+        ip, inn = self.iou(t, a_), self.iou(t, b_)  # [N_t, N_a], [N_t, N_b]
+        here_c = [_centroid(mm) for mm in fo.masks]
+        for i in range(len(pf.ann_ids)):
+            k, iou = _match(pn, i)
+            if k is None or iou < cfg.pair_iou or nf.cats[k] != pf.cats[i] or pf.masks[i].sum() < cfg.min_pixels:
+                continue
+            if edge and _touches_border(pf.masks[i]):
+                continue  # it may just be entering / leaving the view
+            cat = pf.cats[i]
+            ca, cb = _centroid(pf.masks[i]), _centroid(nf.masks[k])
+            mid = 2 * ca - cb if edge else (ca + cb) / 2
+            reach = 2.0 * np.sqrt(max(int(pf.masks[i].sum()), 1) / np.pi)
+            if any(ip[jj, i] >= cfg.missing_iou or inn[jj, k] >= cfg.missing_iou
+                   or (fo.cats[jj] == cat and (ip[jj, i] > 0 or inn[jj, k] > 0
+                                                or np.linalg.norm(here_c[jj] - mid) < reach))
+                   for jj in range(len(fo.ann_ids))):
+                continue
+            yield i, k, iou
+
+    def _missing_candidate(self, t: int, a_: int, b_: int, i: int, k: int, iou: float, edge: bool) -> Candidate:
+        pf, nf = self.frames[a_], self.frames[b_]
+        cat = pf.cats[i]
+        union = pf.masks[i] | nf.masks[k]
+        inter = pf.masks[i] & nf.masks[k]
+        value = min(1.0, 0.5 + iou) * (0.5 if edge else 1.0)
+        where = ("in the two frames after it" if a_ > t else "in the two frames before it") if edge else \
+            f"{abs(t - a_)} frame(s) before and after"
+        return Candidate(
+            self.frames[t].image_id, "missing", cat, [], _box(union),
+            {"missing": round(value, 4), "iou_pair": round(iou, 4), "pair_frames": [a_, b_],
+             "video_edge": edge, "neighbour_annotation_ids": [pf.ann_ids[i], nf.ann_ids[k]]},
+            f"a {self.class_name(cat)} labelled {where} (annotations {pf.ann_ids[i]}, {nf.ann_ids[k]}; "
+            f"IoU {iou:.2f}) has no annotation here",
+            float(inter.sum()), self.video_id)
 
 
 def _score_rows(rows: Mapping[tuple[int, int], dict[str, Any]], steps: Mapping[int, list[float]],

@@ -13,8 +13,8 @@ For each returned image, the returned instances REPLACE that image's annotations
 Images not returned keep their annotations. The result is written as a new package (the version a
 semver minor bump unless given; an existing target is refused before anything is written) with
 label maps regenerated for changed images, a CHANGELOG.md entry listing corrected / added /
-deprecated ids and the pixels changed per class (:func:`segval.dataset.versions.changelog_entry`
-on :func:`~segval.dataset.versions.diff_packages`), and it is made read-only. The source package is
+deprecated ids and the pixels changed per class (:func:`segval.release.versions.changelog_entry`
+on :func:`~segval.release.versions.diff_packages`), and it is made read-only. The source package is
 only read: its bytes are unchanged.
 """
 
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from segval.dataset.rle import encode_coco_rle
 from segval.errors import ConfigError, DatasetError
 from segval.relabel.labelstudio import ReturnedInstance
 
@@ -78,23 +79,14 @@ def match_instances(existing: Sequence[tuple[int, int, np.ndarray]], returned: S
 def default_target(root: Path, version: str) -> Path:
     """Where the new version goes by default: ``<parent>/<version>`` when the package folder is named
     by its version (a folder of releases), else ``<parent>/<name>-<version>``."""
-    from segval.dataset.versions import VERSION_RE
+    from segval.dataset.versioning import VERSION_RE
 
     return root.parent / (version if VERSION_RE.match(root.name) else f"{root.name}-{version}")
 
 
-def _encode(mask: np.ndarray) -> tuple[dict[str, Any], int, list[float]]:
-    from pycocotools import mask as mask_utils
-
-    h, w = mask.shape
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return ({"size": [int(h), int(w)], "counts": rle["counts"].decode("ascii")}, int(mask_utils.area(rle)),
-            [float(v) for v in mask_utils.toBbox(rle)])
-
-
 def _max_id_ever(root: Path, pkg: Any) -> int:
     from segval.dataset.coco import load_json
-    from segval.dataset.versions import deprecated_ids
+    from segval.release.versions import deprecated_ids
 
     top = 0
     for s in pkg.splits:
@@ -104,6 +96,101 @@ def _max_id_ever(root: Path, pkg: Any) -> int:
     for d in deprecated_ids(pkg).values():
         top = max([top, *d["annotations"]])
     return top
+
+
+def _check_target(root: Path, target: Path, new_version: str) -> Path:
+    """``target``, when a new version may be written there (it never overwrites, and lies outside ``root``)."""
+    from segval.release.versions import list_releases
+
+    if target.exists():
+        raise DatasetError(f"the target of version {new_version} already exists; a version is never overwritten: "
+                           "give another output= or version=", path=target)
+    if new_version in list_releases(target.parent) or (new_version in list_releases(root.parent)
+                                                       and root.parent == target.parent):
+        raise DatasetError(f"version {new_version} is already released in {target.parent}; give version= newer "
+                           "than every release", path=target.parent / new_version)
+    if target.resolve() == root.resolve() or target.resolve().is_relative_to(root.resolve()):
+        raise ConfigError(f"output {target} must lie outside the source package {root}")
+    return target
+
+
+def _check_corrections(corrections: Mapping[int, Sequence[ReturnedInstance]], sd: Any, tax: Any, split: str) -> None:
+    """DatasetError for an image id not in the split, a category not in the taxonomy, a mask of another size."""
+    ids = {r.id for r in sd.images}
+    for image_id, insts in corrections.items():
+        if image_id not in ids:
+            raise DatasetError(f"image id {image_id} is not in split {split!r}", path=sd.annotation_path,
+                               image_id=image_id)
+        rec = sd.image(image_id)
+        for r in insts:
+            if r.category_id not in tax:
+                raise DatasetError(f"category id {r.category_id} is not in the taxonomy", image_id=image_id)
+            if r.mask.shape != (rec.height, rec.width):
+                raise DatasetError(f"returned mask of size {r.mask.shape[1]}x{r.mask.shape[0]} but the image is "
+                                   f"{rec.width}x{rec.height}", image_id=image_id)
+
+
+class _CocoEdit:
+    """The split's COCO document edited image by image: matched annotations get the returned mask, unmatched
+    ones are deprecated (kept in ``deprecated_annotations``), returned instances without a match are added
+    with new ids (never reused)."""
+
+    def __init__(self, coco: dict[str, Any], version: str, origin: str, *, next_id: int) -> None:
+        self.coco, self.version, self.origin, self.next_id = coco, version, origin, next_id
+        self.pos = {int(a["id"]): k for k, a in enumerate(coco["annotations"])}
+        self.corrected: list[int] = []
+        self.added: list[int] = []
+        self.deprecated: list[int] = []
+        self.appended: list[dict[str, Any]] = []
+
+    def apply(self, image_id: int, existing: Sequence[tuple[int, int, np.ndarray]],
+              returned: Sequence[ReturnedInstance]) -> list[tuple[int, np.ndarray, int]] | None:
+        """Apply the returned instances of one image; its final ``(category, mask, annotation id)`` list, or
+        None when nothing changed."""
+        anns = self.coco["annotations"]
+        matches = match_instances(existing, returned)
+        m_e = {i: j for i, j, _ in matches}
+        m_r = {j for _, j, _ in matches}
+        changed = False
+        final = []
+        for i, (aid, cat, mask) in enumerate(existing):
+            if i in m_e:
+                new_mask = returned[m_e[i]].mask
+                if not np.array_equal(new_mask, mask):
+                    ann = dict(anns[self.pos[aid]])
+                    ann["segmentation"], ann["area"], ann["bbox"] = encode_coco_rle(new_mask)
+                    anns[self.pos[aid]] = ann
+                    self.corrected.append(aid)
+                    changed = True
+                final.append((cat, new_mask, aid))
+            else:
+                ann = dict(anns[self.pos[aid]])
+                ann["deprecated_in"] = self.version
+                ann["deprecated_reason"] = (f"not in the corrections imported with `segval relabel import` "
+                                            f"{self.origin}").strip()
+                self.coco.setdefault("deprecated_annotations", []).append(ann)
+                anns[self.pos[aid]] = None
+                self.deprecated.append(aid)
+                changed = True
+        for j, r in enumerate(returned):
+            if j in m_r:
+                continue
+            seg, area, bbox = encode_coco_rle(r.mask)
+            self.appended.append({"id": self.next_id, "image_id": image_id, "category_id": r.category_id,
+                                  "segmentation": seg, "area": area, "bbox": bbox, "iscrowd": 0})
+            final.append((r.category_id, r.mask, self.next_id))
+            self.added.append(self.next_id)
+            self.next_id += 1
+            changed = True
+        return final if changed else None
+
+    def finished(self) -> dict[str, Any]:
+        """The edited document: deprecated annotations out of ``annotations``, added ones appended."""
+        coco = self.coco
+        coco["annotations"] = [a for a in coco["annotations"] if a is not None] + self.appended
+        if isinstance(coco.get("info"), dict):
+            coco["info"] = {**coco["info"], "version": self.version}
+        return coco
 
 
 def apply_corrections(
@@ -143,104 +230,33 @@ def apply_corrections(
     from segval.dataset.coco import load_json
     from segval.dataset.package import DatasetPackage
     from segval.dataset.semantic import rasterize_semantic
-    from segval.dataset.versions import (
-        bump_version,
-        changelog_entry,
-        check_ids_kept,
-        diff_packages,
-        list_releases,
-        make_read_only,
-        prepend_changelog,
-        version_core,
-        write_version_copy,
-    )
-    from segval.dataset.writer import SEMVER
+    from segval.dataset.versioning import new_version as next_package_version
+    from segval.dataset.versioning import prepend_changelog, write_version_copy
     from segval.io import atomic_dir
+    from segval.release.versions import changelog_entry, check_ids_kept, diff_packages, make_read_only
 
     root = Path(source)
     pkg = DatasetPackage.open(root)
     sd = pkg.split(split)
-    new_version = str(version) if version else bump_version(pkg.version, "minor")
-    if not SEMVER.match(new_version):
-        raise ConfigError(f"version must be a semver string such as '1.1.0', got {new_version!r}")
-    if version_core(new_version) <= (version_core(pkg.version) or (0, 0, 0)):
-        raise ConfigError(f"version {new_version} must be newer than the source version {pkg.version}")
-    target = Path(output) if output else default_target(root, new_version)
-    if target.exists():
-        raise DatasetError(f"the target of version {new_version} already exists; a version is never overwritten: "
-                           "give another output= or version=", path=target)
-    if new_version in list_releases(target.parent) or (new_version in list_releases(root.parent)
-                                                       and root.parent == target.parent):
-        raise DatasetError(f"version {new_version} is already released in {target.parent}; give version= newer "
-                           "than every release", path=target.parent / new_version)
-    if target.resolve() == root.resolve() or target.resolve().is_relative_to(root.resolve()):
-        raise ConfigError(f"output {target} must lie outside the source package {root}")
-    tax = pkg.taxonomy
-    ids = {r.id for r in sd.images}
-    for image_id, insts in corrections.items():
-        if image_id not in ids:
-            raise DatasetError(f"image id {image_id} is not in split {split!r}", path=sd.annotation_path,
-                               image_id=image_id)
-        rec = sd.image(image_id)
-        for r in insts:
-            if r.category_id not in tax:
-                raise DatasetError(f"category id {r.category_id} is not in the taxonomy", image_id=image_id)
-            if r.mask.shape != (rec.height, rec.width):
-                raise DatasetError(f"returned mask of size {r.mask.shape[1]}x{r.mask.shape[0]} but the image is "
-                                   f"{rec.width}x{rec.height}", image_id=image_id)
-
+    new_version = next_package_version(pkg.version, version)
+    target = _check_target(root, Path(output) if output else default_target(root, new_version), new_version)
+    _check_corrections(corrections, sd, pkg.taxonomy, split)
     coco = load_json(sd.annotation_path)
-    pos = {int(a["id"]): k for k, a in enumerate(coco["annotations"])}
-    next_id = _max_id_ever(root, pkg) + 1
-    corrected, added, deprecated, unchanged = [], [], [], []
+    edit = _CocoEdit(coco, new_version, origin, next_id=_max_id_ever(root, pkg) + 1)
+    unchanged: list[int] = []
     label_maps: dict[Path, np.ndarray] = {}
-    appended: list[dict[str, Any]] = []
     for image_id in sorted(corrections):
         rec = sd.image(image_id)
-        returned = list(corrections[image_id])
-        existing = [(i.annotation_id, i.category_id, i.mask) for i in sd.instances(rec)]
-        matches = match_instances(existing, returned)
-        m_e = {i: j for i, j, _ in matches}
-        m_r = {j for _, j, _ in matches}
-        changed_here = False
-        final = []
-        for i, (aid, cat, mask) in enumerate(existing):
-            if i in m_e:
-                new_mask = returned[m_e[i]].mask
-                if not np.array_equal(new_mask, mask):
-                    ann = dict(coco["annotations"][pos[aid]])
-                    ann["segmentation"], ann["area"], ann["bbox"] = _encode(new_mask)
-                    coco["annotations"][pos[aid]] = ann
-                    corrected.append(aid)
-                    changed_here = True
-                final.append((cat, new_mask, aid))
-            else:
-                ann = dict(coco["annotations"][pos[aid]])
-                ann["deprecated_in"] = new_version
-                ann["deprecated_reason"] = f"not in the corrections imported with `segval relabel import` {origin}".strip()
-                coco.setdefault("deprecated_annotations", []).append(ann)
-                coco["annotations"][pos[aid]] = None
-                deprecated.append(aid)
-                changed_here = True
-        for j, r in enumerate(returned):
-            if j in m_r:
-                continue
-            seg, area, bbox = _encode(r.mask)
-            appended.append({"id": next_id, "image_id": image_id, "category_id": r.category_id, "segmentation": seg,
-                             "area": area, "bbox": bbox, "iscrowd": 0})
-            final.append((r.category_id, r.mask, next_id))
-            added.append(next_id)
-            next_id += 1
-            changed_here = True
-        if not changed_here:
+        final = edit.apply(image_id, [(i.annotation_id, i.category_id, i.mask) for i in sd.instances(rec)],
+                           list(corrections[image_id]))
+        if final is None:
             unchanged.append(image_id)
         elif sd.has_label_maps:
             rel = sd.label_map_path(rec).relative_to(root)
             label_maps[rel] = rasterize_semantic(rec.height, rec.width,
-                                                 [(c, m, int(m.sum()), a) for c, m, a in final], tax.background_id)
-    coco["annotations"] = [a for a in coco["annotations"] if a is not None] + appended
-    if isinstance(coco.get("info"), dict):
-        coco["info"] = {**coco["info"], "version": new_version}
+                                                 [(c, m, int(m.sum()), a) for c, m, a in final], pkg.taxonomy.background_id)
+    coco = edit.finished()
+    corrected, added, deprecated = edit.corrected, edit.added, edit.deprecated
 
     summary = [f"Corrections of {len(corrections)} {split} images imported with `segval relabel import`"
                + (f" from {origin}" if origin else "") + ".",

@@ -7,7 +7,7 @@ Export (``labelstudio/`` in the run directory):
   "split", "queue_rank", "reasons"}`` and ``predictions``: ``segval-current-label`` (each existing
   annotation as a ``brushlabels`` result, its annotation id in the result ``id`` and ``meta``) and,
   when proposals exist, ``<SAM 2 model id>`` (each proposal as a ``brushlabels`` result with the
-  predicted IoU as ``score``). Masks use Label Studio's brush RLE (:mod:`segval.relabel.brush_rle`).
+  predicted IoU as ``score``). Masks use Label Studio's brush RLE (:mod:`segval.dataset.brush_rle`).
 * ``label_config.xml``: an ``Image`` named ``image``, ``BrushLabels`` named ``label`` and
   ``PolygonLabels`` named ``polygon`` over the taxonomy's classes (without the background), each
   label in the class colour.
@@ -33,7 +33,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from segval.errors import DatasetError
-from segval.relabel.brush_rle import BrushRLEError, decode_mask, encode_mask
+from segval.dataset.brush_rle import BrushRLEError, decode_mask, encode_mask
 
 __all__ = ["DEFAULT_IMAGE_URL", "ReturnedInstance", "label_config", "read_export", "tasks_for_queue"]
 

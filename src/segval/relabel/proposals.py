@@ -21,19 +21,13 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
+from segval.dataset.rle import encode_coco_rle
 from segval.io import atomic_path, write_json
 from segval.relabel.embeddings import EmbeddingCache, embeddings_for
 from segval.relabel.sam2_backend import Sam2Backend, prompts_for
 
-__all__ = ["encode_rle", "item_file_stem", "propose", "rerank_with_sam"]
-
-
-def encode_rle(mask: np.ndarray) -> dict[str, Any]:
-    """COCO compressed RLE ``{"size": [H, W], "counts": str}`` of a bool mask."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}
+__all__ = ["item_file_stem", "propose", "rerank_with_sam"]
 
 
 def item_file_stem(item_id: str) -> str:
@@ -88,7 +82,7 @@ def propose(queue: dict[str, Any], split: Any, backend: Sam2Backend, out_dir: st
                               "all_scores": prop.all_scores,
                               "prompt": {"box": prompt.box, "points": prompt.points, "labels": prompt.labels}}
             results.append({"item_id": it["item_id"], "image_id": image_id, "category_id": it.get("category_id"),
-                            "segmentation": encode_rle(prop.mask), "score": round(prop.score, 6),
+                            "segmentation": encode_coco_rle(prop.mask)[0], "score": round(prop.score, 6),
                             "source_annotation_id": ids[0] if len(ids) == 1 else None, "model": backend.model_id})
     write_json(out / "proposals.json", results)
     return results

@@ -9,7 +9,7 @@ Model evidence must score the images of the queued split: per_image.csv of a run
 that split (``segval eval split=train ...``). When the run given was evaluated on another split
 (a training run scores ``val``), its per-image rows cannot be used for the queued split's
 images and the queue is built from the model-free evidence plus the class-level findings; the
-app (:func:`segval.relabel_app.queue`) can run that evaluation itself with ``ckpt_path=``.
+app (:func:`segval.commands.relabel.run_queue`) can run that evaluation itself with ``ckpt_path=``.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def load_model_evidence(run_dir: str | os.PathLike | None = None, *, findings: s
     Raises:
         SegvalError: a file named explicitly is missing, or is not what segval writes.
     """
-    from segval.analysis.per_image import read_per_image_csv
+    from segval.metrics.per_image_csv import read_per_image_csv
     from segval.dataset.coco import load_json
 
     out: dict[str, Any] = {"findings": None, "per_image": None, "per_image_split": None,
@@ -90,6 +90,72 @@ def _weak_and_pairs(findings: Mapping[str, Any] | None) -> tuple[list[str], list
             if cause.get("cause") == "confusion" and partner:
                 pairs.append((c["name"], partner))
     return weak, pairs
+
+
+def _model_evidence(run_dir: str | os.PathLike | None, findings: Any, per_image: Any, split: str, ids: set[int],
+                    warn: Callable[[str], None]) -> tuple[dict[str, Any], list[Mapping[str, Any]]]:
+    """The model evidence (:func:`load_model_evidence`, or what was passed parsed) and the per_image.csv rows of
+    the queued split's images; ``warn`` says why rows are left out."""
+    model = load_model_evidence(run_dir,
+                                findings=findings if isinstance(findings, (str, os.PathLike)) else None,
+                                per_image=per_image if isinstance(per_image, (str, os.PathLike)) else None)
+    if isinstance(findings, Mapping):
+        model["findings"] = dict(findings)
+    if isinstance(per_image, list):
+        model["per_image"], model["per_image_split"] = per_image, split
+    rows = model["per_image"]
+    used_rows: list[Mapping[str, Any]] = []
+    if rows is not None:
+        if model["per_image_split"] not in (None, split):
+            warn(f"per_image.csv ({model['per_image_path']}) scores split {model['per_image_split']!r}, not "
+                 f"{split!r}: its per-image evidence is left out (evaluate the checkpoint on split={split}, or "
+                 f"give ckpt_path= to let the queue do it)")
+        else:
+            used_rows = [r for r in rows if int(r["image_id"]) in ids]
+            unknown = len(rows) - len(used_rows)
+            if unknown:
+                warn(f"{unknown} rows of per_image.csv name images that are not in split {split!r}; left out")
+    elif run_dir or per_image:
+        warn("no per_image.csv: ranking without per-image model evidence")
+    return model, used_rows
+
+
+def _finite(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def _queue_items(picked: Sequence[tuple[int, float, Sequence[Any]]], sd: Any, image_ev: Mapping[int, Mapping],
+                 names: Mapping[int, str]) -> list[dict[str, Any]]:
+    """The queue.json items of the ranked ``(image id, image score, candidates)``, ranked from 1."""
+    items = []
+    for image_id, img_score, cs in picked:
+        rec = sd.image(image_id)
+        for k, c in enumerate(cs):
+            ev = {key: _finite(v) for key, v in c.evidence.items()}
+            if image_id in image_ev:
+                for key in ("label_quality", "weak_disagree", "confusion", "label_quality_raw"):
+                    ev.setdefault(key, _finite(image_ev[image_id].get(key)))
+            ev["image_score"] = round(img_score, 6)
+            ev["kind"] = c.kind
+            ann = "-".join(map(str, c.annotation_ids)) or c.kind
+            items.append({
+                "rank": len(items) + 1,
+                "item_id": f"{image_id}:{ann}:{k}",
+                "image_id": image_id,
+                "file_name": rec.file_name,
+                "video_id": rec.video_id,
+                "frame_index": rec.frame_index,
+                "class": names.get(c.category_id) if c.category_id is not None else None,
+                "category_id": c.category_id,
+                "annotation_ids": list(c.annotation_ids),
+                "region": c.region,
+                "reason": c.reason,
+                "score": round(float(c.score), 6),
+                "expected_gain": round(float(c.score) * float(c.pixels), 3),
+                "evidence": ev,
+                "proposal": None,
+            })
+    return items
 
 
 def build_queue(
@@ -140,30 +206,8 @@ def build_queue(
     names = {c.id: c.name for c in tax.categories}
     name_of = lambda cid: names.get(cid, str(cid))  # noqa: E731
 
-    # ---- model evidence
-    model = load_model_evidence(run_dir,
-                                findings=findings if isinstance(findings, (str, os.PathLike)) else None,
-                                per_image=per_image if isinstance(per_image, (str, os.PathLike)) else None)
-    if isinstance(findings, Mapping):
-        model["findings"] = dict(findings)
-    if isinstance(per_image, list):
-        model["per_image"], model["per_image_split"] = per_image, split
+    model, used_rows = _model_evidence(run_dir, findings, per_image, split, {r.id for r in sd.images}, warn)
     weak, pairs = _weak_and_pairs(model["findings"])
-    rows = model["per_image"]
-    ids = {r.id for r in sd.images}
-    used_rows: list[Mapping[str, Any]] = []
-    if rows is not None:
-        if model["per_image_split"] not in (None, split):
-            warn(f"per_image.csv ({model['per_image_path']}) scores split {model['per_image_split']!r}, not "
-                 f"{split!r}: its per-image evidence is left out (evaluate the checkpoint on split={split}, or "
-                 f"give ckpt_path= to let the queue do it)")
-        else:
-            used_rows = [r for r in rows if int(r["image_id"]) in ids]
-            unknown = len(rows) - len(used_rows)
-            if unknown:
-                warn(f"{unknown} rows of per_image.csv name images that are not in split {split!r}; left out")
-    elif run_dir or per_image:
-        warn("no per_image.csv: ranking without per-image model evidence")
     class_ids = {c.name: c.id for c in tax.categories}
     image_ev = image_model_evidence(used_rows, weak_classes=weak, confusion_pairs=pairs, class_ids=class_ids)
 
@@ -178,37 +222,7 @@ def build_queue(
     picked, _ = rank_candidates(cands, image_ev, rcfg, budget=budget, video_of=video_of,
                                 max_items_per_image=max_items_per_image)
 
-    items = []
-    for image_id, img_score, cs in picked:
-        rec = sd.image(image_id)
-        for k, c in enumerate(cs):
-            ev = {key: (None if isinstance(v, float) and not math.isfinite(v) else v) for key, v in c.evidence.items()}
-            if image_id in image_ev:
-                for key in ("label_quality", "weak_disagree", "confusion", "label_quality_raw"):
-                    v = image_ev[image_id].get(key)
-                    ev.setdefault(key, None if isinstance(v, float) and not math.isfinite(v) else v)
-            ev["image_score"] = round(img_score, 6)
-            ev["kind"] = c.kind
-            ann = "-".join(map(str, c.annotation_ids)) or c.kind
-            items.append({
-                "rank": 0,
-                "item_id": f"{image_id}:{ann}:{k}",
-                "image_id": image_id,
-                "file_name": rec.file_name,
-                "video_id": rec.video_id,
-                "frame_index": rec.frame_index,
-                "class": names.get(c.category_id) if c.category_id is not None else None,
-                "category_id": c.category_id,
-                "annotation_ids": list(c.annotation_ids),
-                "region": c.region,
-                "reason": c.reason,
-                "score": round(float(c.score), 6),
-                "expected_gain": round(float(c.score) * float(c.pixels), 3),
-                "evidence": ev,
-                "proposal": None,
-            })
-    for r, item in enumerate(items, 1):
-        item["rank"] = r
+    items = _queue_items(picked, sd, image_ev, names)
     inputs = {
         "run_dir": str(run_dir) if run_dir else None,
         "findings": model["findings_path"], "per_image": model["per_image_path"],

@@ -1,0 +1,378 @@
+"""`segval relabel queue | embed | propose | export | import`: the relabel loop as Hydra apps.
+
+    segval relabel queue run_dir=outputs/analyze/runs/<run> data=package data.root=<pkg> relabel.budget=40
+    segval relabel queue ... ckpt_path=<ckpt>                 # score the train split with the checkpoint first
+    segval relabel queue ... relabel/sam2=hiera_tiny          # + SAM 2 proposals (and video propagation)
+    segval relabel embed queue=<queue dir> relabel/sam2=hiera_tiny
+    segval relabel propose queue=<queue dir> relabel/sam2=hiera_tiny
+    segval relabel export queue=<queue dir> format=both
+    segval relabel import format=labelstudio file=<export.json> data.root=<pkg>
+
+Every ``run_*`` function takes the composed config and also works in-process (``run_queue(cfg)`` is
+used by ``segval validate``): give ``output_dir=`` when no Hydra run is active.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from segval.commands._common import dispatch, open_package, output_dir, segval_app
+from segval.errors import ConfigError, SegvalError
+
+log = logging.getLogger("segval")
+
+
+# ---------------------------------------------------------------------- helpers
+def _progress(enabled: bool):
+    from tqdm import tqdm
+
+    return lambda it, desc="": tqdm(it, desc=desc, disable=None if enabled else True, leave=False)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def _sam2_cfg(cfg: DictConfig) -> dict | None:
+    node = cfg.get("relabel", {}).get("sam2")
+    return None if node is None else dict(_plain(node))
+
+
+def _backend(sam_cfg: dict):
+    from segval.relabel.sam2_backend import Sam2Backend
+
+    return Sam2Backend.from_config(sam_cfg)
+
+
+def _cache(cfg: DictConfig, pkg, backend):
+    from segval.relabel.embeddings import EmbeddingCache
+
+    root = cfg.relabel.get("cache_dir")
+    if not root:
+        return None
+    return EmbeddingCache(Path(root) / pkg.name, backend.model_id)
+
+
+def _evaluate_split(ckpt: str, pkg, split: str, out: Path) -> Path:
+    """`segval eval` of ``ckpt`` on ``split`` (a subprocess, its own Hydra run under ``out``); its per_image.csv."""
+    run = out / f"eval_{split}"
+    cmd = [sys.executable, "-m", "segval.commands.eval", f"ckpt_path={ckpt}", "data=package", f"data.root={pkg.root.resolve()}",
+           f"split={split}", "logger=csv", f"hydra.run.dir={run}"]
+    print(f"scoring split {split!r} with {ckpt}: {' '.join(cmd[1:])}", flush=True)
+    res = subprocess.run(cmd, check=False)
+    if res.returncode != 0 or not (run / "per_image.csv").is_file():
+        raise SegvalError(f"evaluating {ckpt} on split {split!r} failed (exit {res.returncode}); run it yourself: "
+                          f"segval eval ckpt_path={ckpt} data=package data.root={pkg.root} split={split}")
+    return run / "per_image.csv"
+
+
+def _find_checkpoint(run_dir: str | None) -> str | None:
+    if not run_dir:
+        return None
+    import json
+
+    m = Path(run_dir) / "metrics.json"
+    if m.is_file():
+        ck = json.loads(m.read_text(encoding="utf-8")).get("checkpoint")
+        if ck and Path(ck).is_file():
+            return ck
+    best = sorted((Path(run_dir) / "checkpoints").glob("best-*.ckpt"))
+    return str(best[-1]) if best else None
+
+
+# ---------------------------------------------------------------------- queue
+def run_queue(cfg: DictConfig) -> dict:
+    """Build the ranked queue (+ SAM 2 proposals and video propagation when ``relabel/sam2`` is set)."""
+    from segval.relabel.evidence import TemporalConfig
+    from segval.relabel.queue import build_queue, load_model_evidence, write_queue
+    from segval.relabel.scoring import RankingConfig
+
+    rl = cfg.relabel
+    pkg = open_package(cfg)
+    split = str(cfg.split)
+    out = output_dir(cfg)
+    prog = _progress(bool(rl.get("progress", True)))
+    ranking = RankingConfig.from_mapping(_plain(rl.ranking))
+    t = dict(_plain(rl.get("temporal")) or {})
+    try:
+        temporal = TemporalConfig(**{"shape_scale_px": ranking.shape_scale_px, **t})
+    except TypeError as err:
+        raise ConfigError(f"relabel.temporal: {err}; known keys: {list(TemporalConfig.__dataclass_fields__)}") from None
+    budget = int(rl.budget)
+    per_image = cfg.get("per_image")
+    if rl.get("evaluate", "auto") not in ("auto", "never"):
+        raise ConfigError(f"relabel.evaluate must be auto or never, got {rl.get('evaluate')!r}")
+    if per_image is None and rl.get("evaluate", "auto") == "auto":
+        have = load_model_evidence(cfg.get("run_dir"), findings=cfg.get("findings"))
+        covers = have["per_image"] is not None and have["per_image_split"] in (None, split)
+        ckpt = cfg.get("ckpt_path") or (None if covers else _find_checkpoint(cfg.get("run_dir")))
+        if ckpt and not covers or cfg.get("ckpt_path"):
+            per_image = str(_evaluate_split(str(ckpt), pkg, split, out))
+    sam_cfg = _sam2_cfg(cfg)
+    backend = _backend(sam_cfg) if sam_cfg else None
+    pool = int(rl.get("rerank_pool", 1) or 1)
+    use_pool = backend is not None and not backend.random_init and pool > 1
+    warnings: list[str] = []
+    q = build_queue(pkg, split=split, budget=budget * pool if use_pool else budget, run_dir=cfg.get("run_dir"),
+                    findings=cfg.get("findings"), per_image=per_image, ranking=ranking, temporal=temporal,
+                    geometry=bool(rl.get("geometry", True)), max_items_per_image=int(rl.max_items_per_image),
+                    progress=prog, warn=warnings.append)
+    if backend is not None:
+        _proposals_and_video(cfg, q, pkg, backend, out, budget, ranking, prog)
+    jpath, cpath = write_queue(q, out)
+    for w in warnings:
+        print(f"warning: {w}")
+    _print_queue(q, jpath, cpath)
+    return q
+
+
+def _proposals_and_video(cfg, q, pkg, backend, out, budget, ranking, prog) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from segval.relabel.proposals import propose, rerank_with_sam
+    from segval.relabel.video import Sam2VideoBackend, propagation_items
+
+    sd = pkg.split(q["split"])
+    cache = _cache(cfg, pkg, backend)
+    props = propose(q, sd, backend, out, cache=cache, progress=lambda it: prog(it, "proposals"))
+    if not backend.random_init:  # pretrained: SAM 2 disagreement is evidence; re-rank the pool, keep the budget
+        from segval.io import write_json
+
+        rerank_with_sam(q, ranking.weights, budget)
+        kept = {it["item_id"] for it in q["items"]}
+        write_json(out / "proposals.json", [p for p in props if p["item_id"] in kept])
+    q["sam2"] = {"model": backend.model_id, "source": backend.source, "random_init": backend.random_init,
+                 "note": backend.label, "proposals": "proposals.json",
+                 "cache": None if cache is None else str(cache.dir),
+                 "cache_hits": None if cache is None else cache.hits,
+                 "cache_misses": None if cache is None else cache.misses}
+    vcfg = cfg.relabel.get("video") or {}
+    if vcfg.get("enabled", True) and any(it.get("video_id") is not None for it in q["items"]):
+        vb = Sam2VideoBackend.from_config(_sam2_cfg(cfg))
+        masks = {}
+        for it in q["items"]:
+            p = it.get("proposal")
+            if p and p.get("file"):
+                masks[it["item_id"]] = np.array(Image.open(out / p["file"])) > 127
+        new = propagation_items(q, sd, vb, window=int(vcfg.get("window", 4)), min_iou=float(vcfg.get("min_iou", 0.5)),
+                                max_items=int(vcfg.get("max_items", 20)), masks=masks)
+        from segval.io import write_json
+
+        # a random-init model propagates noise: its frames are written for inspection, never queued
+        joined = [] if vb.random_init else new
+        q["items"].extend(joined)
+        for r, it in enumerate(q["items"], 1):
+            it["rank"] = r
+        write_json(out / "propagation.json", {"model": vb.source, "random_init": vb.random_init,
+                                              "note": backend.label, "items": new})
+        q["video_propagation"] = {"frames_disagreeing": len(new), "items_added": len(joined),
+                                  "window": int(vcfg.get("window", 4)), "min_iou": float(vcfg.get("min_iou", 0.5)),
+                                  "random_init": vb.random_init, "file": "propagation.json"}
+
+
+def _print_queue(q: dict, jpath: Path, cpath: Path, limit: int = 10) -> None:
+    ds = q["dataset"]
+    print(f"relabel queue for {ds['name']} {ds['version']} / {q['split']}: {q['images']} images, "
+          f"{len(q['items'])} items (budget {q['budget']} images; inputs: per_image rows "
+          f"{q['inputs']['per_image_rows_used']}, weak classes {q['inputs']['weak_classes'] or 'none'}, "
+          f"{q['inputs']['videos']} videos)")
+    if not q["items"]:
+        print("nothing queued: no image has evidence against its labels (no video to compare frames, no geometry "
+              "finding; give run_dir= or ckpt_path= to add the model's per-image evidence)")
+    for it in q["items"][:limit]:
+        print(f"  {it['rank']:>3}. image {it['image_id']} ({it['file_name']}) {it['class'] or '-'} "
+              f"score {it['score']:.3f}: {it['reason']}")
+    if len(q["items"]) > limit:
+        print(f"  ... {len(q['items']) - limit} more")
+    if q.get("sam2"):
+        print(f"SAM 2 proposals: {q['sam2']['note']} -> {jpath.parent / 'proposals.json'}")
+    if q.get("video_propagation"):
+        vp = q["video_propagation"]
+        print(f"video propagation: {vp['frames_disagreeing']} frames disagree with their label, {vp['items_added']} "
+              f"joined the queue" + (" (none: RANDOM-INIT model)" if vp["random_init"] else "") + f" -> {vp['file']}")
+    for e in q.get("label_confusions") or []:
+        a, b = e["pair"]
+        print(f"label confusion: {a} <-> {b} in {e['annotations']} annotations ({a}->{b} "
+              f"{e['directions'][f'{a}->{b}']}, {b}->{a} {e['directions'][f'{b}->{a}']}): the same object has the other "
+              "class in neighbouring frames; clarify the guideline between them")
+    print(f"queue: {jpath}\ntable: {cpath}")
+
+
+# ---------------------------------------------------------------------- embed / propose
+def _records_for(cfg: DictConfig, pkg):
+    from segval.relabel.queue import read_queue
+
+    if cfg.get("queue"):
+        q = read_queue(cfg.queue)
+        if q["dataset"]["name"] != pkg.name:
+            raise ConfigError(f"queue {q['_path']} is for dataset {q['dataset']['name']!r}, not {pkg.name!r}")
+        sd = pkg.split(q["split"])
+        ids = list(dict.fromkeys(int(it["image_id"]) for it in q["items"]))
+        have = {r.id for r in sd.images}
+        bad = [i for i in ids if i not in have]
+        if bad:
+            from segval.errors import DatasetError
+
+            raise DatasetError(f"queued image ids {bad[:20]} are not in split {q['split']!r} of the dataset",
+                               path=q["_path"])
+        return q, sd, [sd.image(i) for i in ids]
+    sd = pkg.split(str(cfg.split))
+    return None, sd, list(sd.images)
+
+
+def run_embed(cfg: DictConfig) -> dict:
+    """Fill the embedding cache for the queued images (``queue=``) or a whole split."""
+    from segval.relabel.embeddings import compute_embeddings
+
+    sam_cfg = _sam2_cfg(cfg)
+    if not sam_cfg:
+        raise ConfigError("choose a SAM 2 model: relabel/sam2=hiera_tiny|hiera_small|hiera_base_plus|large|tiny_random")
+    pkg = open_package(cfg)
+    _, sd, recs = _records_for(cfg, pkg)
+    backend = _backend(sam_cfg)
+    cache = _cache(cfg, pkg, backend)
+    if cache is None:
+        raise ConfigError("relabel.cache_dir must be set: it is where the embeddings go")
+    res = compute_embeddings(backend, sd, recs, cache, batch_size=int(sam_cfg.get("batch_size") or 4),
+                             progress=bool(cfg.relabel.get("progress", True)))
+    print(f"model: {backend.label}")
+    print(f"embeddings of {res['requested']} images of {pkg.name} {pkg.version} / {sd.name}: "
+          f"{res['cached_before']} already cached, {res['computed']} computed")
+    print(f"cache: {cache.dir}")
+    return {**res, "cache": str(cache.dir), "model": backend.model_id}
+
+
+def run_propose(cfg: DictConfig) -> dict:
+    """SAM 2 proposals for an existing queue; writes queue.json/csv + proposals.json into the run directory."""
+    from segval.relabel.proposals import propose
+    from segval.relabel.queue import write_queue
+
+    sam_cfg = _sam2_cfg(cfg)
+    if not sam_cfg:
+        raise ConfigError("choose a SAM 2 model: relabel/sam2=hiera_tiny|...|tiny_random")
+    if not cfg.get("queue"):
+        raise ConfigError("missing queue=<queue.json or its folder>")
+    pkg = open_package(cfg)
+    q, sd, _ = _records_for(cfg, pkg)
+    q.pop("_path", None)
+    backend = _backend(sam_cfg)
+    out = output_dir(cfg)
+    prog = _progress(bool(cfg.relabel.get("progress", True)))
+    cache = _cache(cfg, pkg, backend)
+    props = propose(q, sd, backend, out, cache=cache, progress=lambda it: prog(it, "proposals"))
+    q["sam2"] = {"model": backend.model_id, "source": backend.source, "random_init": backend.random_init,
+                 "note": backend.label, "proposals": "proposals.json",
+                 "cache": None if cache is None else str(cache.dir),
+                 "cache_hits": None if cache is None else cache.hits,
+                 "cache_misses": None if cache is None else cache.misses}
+    jpath, cpath = write_queue(q, out)
+    print(f"model: {backend.label}")
+    print(f"{len(props)} proposals for {len(q['items'])} items "
+          f"(embedding cache: {q['sam2']['cache_hits']} hits, {q['sam2']['cache_misses']} misses)")
+    print(f"proposals: {out / 'proposals.json'}\nqueue: {jpath}\ntable: {cpath}")
+    return q
+
+
+# ---------------------------------------------------------------------- export / import
+def run_export(cfg: DictConfig) -> dict:
+    """Label Studio tasks + labeling config and / or a CVAT COCO 1.0 package of the queued images."""
+    import numpy as np
+
+    from segval.io import atomic_dir, write_json, write_text
+    from segval.relabel.cvat import coco_for_queue, write_cvat_package
+    from segval.relabel.labelstudio import label_config, tasks_for_queue
+
+    fmt = str(cfg.format)
+    if fmt not in ("labelstudio", "cvat", "both"):
+        raise ConfigError(f"format must be labelstudio, cvat or both, got {fmt!r}")
+    if not cfg.get("queue"):
+        raise ConfigError("missing queue=<queue.json or its folder>")
+    pkg = open_package(cfg)
+    q, sd, _ = _records_for(cfg, pkg)
+    qdir = Path(q["_path"]).parent
+    proposals: dict[str, Any] = {}
+    model = (q.get("sam2") or {}).get("note")
+    if cfg.get("with_proposals", True):
+        from PIL import Image
+
+        for it in q["items"]:
+            p = it.get("proposal")
+            if p and p.get("file") and (qdir / p["file"]).is_file():
+                proposals[it["item_id"]] = np.array(Image.open(qdir / p["file"])) > 127
+    out = output_dir(cfg)
+    written = {}
+    prog = _progress(bool(cfg.get("progress", True)))
+    # everything is built (and checked) before anything is written
+    tasks = tasks_for_queue(q, sd, pkg.taxonomy, image_url=str(cfg.labelstudio.image_url), proposals=proposals,
+                            proposal_model=model, progress=lambda it: prog(it, "label studio")) \
+        if fmt in ("labelstudio", "both") else None
+    coco = coco_for_queue(q, sd, pkg.taxonomy) if fmt in ("cvat", "both") else None
+    if tasks is not None:
+        written["labelstudio_tasks"] = str(write_json(out / "labelstudio" / "tasks.json", tasks))
+        written["labelstudio_config"] = str(write_text(out / "labelstudio" / "label_config.xml",
+                                                       label_config(pkg.taxonomy)))
+    if coco is not None:
+        with atomic_dir(out / "cvat") as tmp:
+            write_cvat_package(coco, sd, tmp)
+        written["cvat"] = str(out / "cvat")
+    n_img = len({it["image_id"] for it in q["items"]})
+    print(f"exported {n_img} images ({len(q['items'])} queue items, {len(proposals)} SAM 2 proposals"
+          + (f": {model}" if proposals and model else "") + f") of {pkg.name} {pkg.version} / {sd.name}")
+    if tasks is not None:
+        print(f"Label Studio: import {written['labelstudio_tasks']} into a project whose labeling config is "
+              f"{written['labelstudio_config']} (images served from {pkg.root / 'images'} via local-files)")
+    if coco is not None:
+        print(f"CVAT: create a task from {out / 'cvat' / 'images'}, then upload {out / 'cvat' / 'cvat_coco.zip'} "
+              "as COCO 1.0")
+    return written
+
+
+def run_import(cfg: DictConfig) -> dict:
+    """Read a Label Studio / CVAT export and write the corrected dataset as a new version."""
+    from segval.io import write_json
+    from segval.relabel import cvat, labelstudio
+    from segval.relabel.import_back import apply_corrections
+
+    fmt = str(cfg.format)
+    if fmt not in ("labelstudio", "cvat"):
+        raise ConfigError(f"format must be labelstudio or cvat, got {fmt!r}")
+    if not cfg.get("file"):
+        raise ConfigError("missing file=<the Label Studio JSON export or the CVAT COCO 1.0 export (json or zip)>")
+    pkg = open_package(cfg, plain_coco=False)
+    split = str(cfg.split)
+    sd = pkg.split(split)
+    reader = labelstudio.read_export if fmt == "labelstudio" else cvat.read_export
+    corrections = reader(cfg.file, sd, pkg.taxonomy)
+    res = apply_corrections(pkg.root, corrections, split=split, output=cfg.get("output"),
+                            version=str(cfg.version) if cfg.get("version") else None, notes=str(cfg.get("notes") or ""),
+                            origin=f"{fmt} export {cfg.file}", read_only=bool(cfg.get("read_only", True)))
+    out = output_dir(cfg)
+    summary = {k: v for k, v in res.items() if k != "changelog_entry"}
+    path = write_json(out / "import_summary.json", summary)
+    moved = {c: v for c, v in res["diff"]["pixels"].items() if v["gained"] or v["lost"]}
+    print(f"{len(corrections)} images returned ({len(res['unchanged_images'])} unchanged): "
+          f"{len(res['corrected'])} annotations corrected, {len(res['added'])} added, "
+          f"{len(res['deprecated'])} deprecated")
+    print("pixels changed per class: " + (", ".join(f"{c} +{v['gained']}/-{v['lost']}" for c, v in moved.items())
+                                          or "none"))
+    print(f"new version {res['version']} (from {res['previous']} at {res['source']}, unchanged): {res['path']}")
+    print(f"summary: {path}")
+    return summary
+
+
+main_queue = segval_app("relabel_queue")(run_queue)
+main_embed = segval_app("relabel_embed")(run_embed)
+main_propose = segval_app("relabel_propose")(run_propose)
+main_export = segval_app("relabel_export")(run_export)
+main_import = segval_app("relabel_import")(run_import)
+
+if __name__ == "__main__":
+    dispatch("segval.commands.relabel", {"queue": main_queue, "embed": main_embed, "propose": main_propose,
+                                         "export": main_export, "import": main_import})

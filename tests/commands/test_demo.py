@@ -1,0 +1,98 @@
+"""`segval demo run` end to end on a tiny rendered package, and the demo commands' bad-input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segval.dataset.package import DatasetPackage
+
+from tests.helpers import run_segval
+
+TINY_RENDER = ["render.videos.train=3", "render.videos.val=1", "render.frames_per_video=4", "render.width=96",
+               "render.height=72"]
+TINY_TRAIN = ["experiment=demo", "logger=csv", "trainer.max_steps=4", "trainer.val_check_interval=2",
+              "trainer.log_every_n_steps=1", "data.crop_size=[72,96]", "data.num_workers=0", "data.batch_size=2",
+              "data.val_batch_size=2"]
+
+
+def _hydra_list(items: list[str]) -> str:
+    """A Hydra override list of strings (quoted: they hold '=')."""
+    return "[" + ",".join(f"'{x}'" for x in items) + "]"
+
+
+@pytest.mark.slow
+def test_demo_loop_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("pybullet")
+    work = tmp_path / "demo"
+    res = run_segval(
+        "demo", "run", f"work={work}", f"clean={tmp_path / 'clean'}", f"hydra.run.dir={work}",
+        f"stages.render.extra={_hydra_list(TINY_RENDER)}", f"train={_hydra_list(TINY_TRAIN)}",
+        "inject.rate=0.5", "inject.min_pixels=16", "inject.boundary_px=2",
+        "budget=4",
+        cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.output[-3000:]
+    summary = json.loads((work / "demo.json").read_text())
+    manifest = json.loads((work / "errors.json").read_text())
+    injected = {it["image_id"] for it in manifest["items"]}
+    assert summary["errors_injected"] == len(injected) == 6  # 0.5 x 12 train frames, one error each
+    out = res.stdout
+    assert "errors injected:" in out and "errors found in queue:" in out and "mIoU before -> after:" in out
+    assert "gate verdict:" in out and "summary:" in out
+    for key in ("mIoU_before", "mIoU_after"):
+        assert 0.0 <= summary[key] <= 1.0
+
+    # the oracle + import changed the queued images only, and those now hold the clean truth
+    queue = json.loads((work / "queue" / "queue.json").read_text())
+    queued = {int(it["image_id"]) for it in queue["items"]}
+    assert 0 < len(queued) <= 4
+    assert summary["errors_found_in_queue"] == len(queued & injected)
+    clean = DatasetPackage.open(tmp_path / "clean").split("train")
+    corrupted = DatasetPackage.open(work / "data" / "corrupted").split("train")
+    fixed_pkg = DatasetPackage.open(work / "data" / "relabelled")
+    assert fixed_pkg.version == "1.2.0"
+    fixed = fixed_pkg.split("train")
+    for rec in corrupted.images:
+        before = corrupted.semantic_target(rec)
+        after = fixed.semantic_target(fixed.image(rec.id))
+        if rec.id in queued:
+            assert np.array_equal(after, clean.semantic_target(clean.image(rec.id))), rec.id
+        else:
+            assert np.array_equal(after, before), rec.id
+            assert [a["id"] for a in corrupted.annotations_for(rec.id)] == \
+                [a["id"] for a in fixed.annotations_for(rec.id)]
+
+
+def test_demo_bad_input(tmp_path: Path, shapes_root: Path) -> None:
+    res = run_segval("demo", "inject", f"root={shapes_root}", f"output={tmp_path / 'x'}",
+                     f"manifest={tmp_path / 'e.json'}", "inject.rate=1.5", "inject.swap_pairs=[[disc,square]]",
+                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert res.returncode == 2 and "inject.rate=1.5 is over 1" in res.stderr, res.output[-2000:]
+    assert not (tmp_path / "x").exists()
+    ok = run_segval("demo", "inject", f"root={shapes_root}", f"output={tmp_path / 'corrupted'}",
+                    f"manifest={tmp_path / 'errors.json'}", "inject.rate=0.5", "inject.min_pixels=16",
+                    "inject.swap_pairs=[[disc,square]]", f"hydra.run.dir={tmp_path / 'run2'}", cwd=tmp_path)
+    assert ok.returncode == 0, ok.output[-2000:]
+    assert "injected 4 errors into 4 of 8 train images" in ok.stdout
+    manifest = json.loads((tmp_path / "errors.json").read_text())
+    # a queue built on another version than the manifest's corrupted one
+    queue = {"schema_version": 1, "dataset": {"name": "shapes", "version": "1.0.0", "root": str(shapes_root)},
+             "split": "train", "budget": 1, "items": [{"rank": 1, "item_id": "a", "image_id": 1}]}
+    (tmp_path / "queue.json").write_text(json.dumps(queue))
+    bad = run_segval("demo", "oracle", f"queue={tmp_path / 'queue.json'}", f"manifest={tmp_path / 'errors.json'}",
+                     f"hydra.run.dir={tmp_path / 'run3'}", cwd=tmp_path)
+    assert bad.returncode == 2 and "version 1.0.0" in bad.stderr and "version 1.1.0" in bad.stderr, bad.output[-2000:]
+    # the right version, but an image that is not queued
+    queue["dataset"] = {"name": "shapes", "version": "1.1.0", "root": str(tmp_path / "corrupted")}
+    (tmp_path / "queue.json").write_text(json.dumps(queue))
+    other = 2 if manifest["items"][0]["image_id"] != 2 else 3
+    bad = run_segval("demo", "oracle", f"queue={tmp_path / 'queue.json'}", f"manifest={tmp_path / 'errors.json'}",
+                     f"images=[{other}]", f"hydra.run.dir={tmp_path / 'run4'}", cwd=tmp_path)
+    assert bad.returncode == 2 and f"image ids [{other}] are not in the queue" in bad.stderr, bad.output[-2000:]
+    good = run_segval("demo", "oracle", f"queue={tmp_path / 'queue.json'}", f"manifest={tmp_path / 'errors.json'}",
+                      f"output={tmp_path / 'cvat.json'}", f"hydra.run.dir={tmp_path / 'run5'}", cwd=tmp_path)
+    assert good.returncode == 0 and "oracle answered 1 of 1 queued images" in good.stdout, good.output[-2000:]
+    assert len(json.loads((tmp_path / "cvat.json").read_text())["images"]) == 1
