@@ -229,7 +229,8 @@ def test_analyze_goes_on_without_the_dataset(tmp_path: Path, capsys) -> None:
 
 
 def test_run_dir_problems_are_clear(tmp_path: Path) -> None:
-    from segval.commands.analyze import _checks, load_run
+    from segval.analysis.run_files import load_run
+    from segval.commands.analyze import _checks
 
     with pytest.raises(ConfigError, match="not a directory"):
         load_run(tmp_path / "nope")
@@ -252,7 +253,8 @@ def test_run_dir_problems_are_clear(tmp_path: Path) -> None:
 
 def test_per_image_agreement_and_diagnosis_settings(tmp_path: Path) -> None:
     from segval.metrics.per_image_csv import read_per_image_csv as read_per_image
-    from segval.commands.analyze import diagnosis_config, load_agreement
+    from segval.analysis.run_files import load_agreement
+    from segval.commands.analyze import diagnosis_config
 
     p = tmp_path / "per_image.csv"
     p.write_text("image_id,mIoU,label_quality,top_confused_gt,top_confused_pred,disagree_a\n"

@@ -132,49 +132,19 @@ def run_queue(cfg: DictConfig) -> dict:
     return q
 
 
-def _proposals_and_video(cfg, q, pkg, backend, out, budget, ranking, prog) -> None:
-    import numpy as np
-    from PIL import Image
-
-    from segval.relabel.proposals import propose, rerank_with_sam
-    from segval.relabel.video import Sam2VideoBackend, propagation_items
+def _proposals_and_video(cfg: DictConfig, q: dict, pkg: Any, backend: Any, out: Path, budget: int,
+                         ranking: Any, prog: Any) -> None:
+    from segval.relabel.proposals import propose_for_queue
+    from segval.relabel.video import Sam2VideoBackend, propagate_queue
 
     sd = pkg.split(q["split"])
-    cache = _cache(cfg, pkg, backend)
-    props = propose(q, sd, backend, out, cache=cache, progress=lambda it: prog(it, "proposals"))
-    if not backend.random_init:  # pretrained: SAM 2 disagreement is evidence; re-rank the pool, keep the budget
-        from segval.io import write_json
-
-        rerank_with_sam(q, ranking.weights, budget)
-        kept = {it["item_id"] for it in q["items"]}
-        write_json(out / "proposals.json", [p for p in props if p["item_id"] in kept])
-    q["sam2"] = {"model": backend.model_id, "source": backend.source, "random_init": backend.random_init,
-                 "note": backend.label, "proposals": "proposals.json",
-                 "cache": None if cache is None else str(cache.dir),
-                 "cache_hits": None if cache is None else cache.hits,
-                 "cache_misses": None if cache is None else cache.misses}
+    propose_for_queue(q, sd, backend, out, cache=_cache(cfg, pkg, backend), budget=budget, weights=ranking.weights,
+                      progress=lambda it: prog(it, "proposals"))
     vcfg = cfg.relabel.get("video") or {}
     if vcfg.get("enabled", True) and any(it.get("video_id") is not None for it in q["items"]):
-        vb = Sam2VideoBackend.from_config(_sam2_cfg(cfg))
-        masks = {}
-        for it in q["items"]:
-            p = it.get("proposal")
-            if p and p.get("file"):
-                masks[it["item_id"]] = np.array(Image.open(out / p["file"])) > 127
-        new = propagation_items(q, sd, vb, window=int(vcfg.get("window", 4)), min_iou=float(vcfg.get("min_iou", 0.5)),
-                                max_items=int(vcfg.get("max_items", 20)), masks=masks)
-        from segval.io import write_json
-
-        # a random-init model propagates noise: its frames are written for inspection, never queued
-        joined = [] if vb.random_init else new
-        q["items"].extend(joined)
-        for r, it in enumerate(q["items"], 1):
-            it["rank"] = r
-        write_json(out / "propagation.json", {"model": vb.source, "random_init": vb.random_init,
-                                              "note": backend.label, "items": new})
-        q["video_propagation"] = {"frames_disagreeing": len(new), "items_added": len(joined),
-                                  "window": int(vcfg.get("window", 4)), "min_iou": float(vcfg.get("min_iou", 0.5)),
-                                  "random_init": vb.random_init, "file": "propagation.json"}
+        propagate_queue(q, sd, Sam2VideoBackend.from_config(_sam2_cfg(cfg)), out, window=int(vcfg.get("window", 4)),
+                        min_iou=float(vcfg.get("min_iou", 0.5)), max_items=int(vcfg.get("max_items", 20)),
+                        note=backend.label)
 
 
 def _print_queue(q: dict, jpath: Path, cpath: Path, limit: int = 10) -> None:
@@ -251,7 +221,7 @@ def run_embed(cfg: DictConfig) -> dict:
 
 def run_propose(cfg: DictConfig) -> dict:
     """SAM 2 proposals for an existing queue; writes queue.json/csv + proposals.json into the run directory."""
-    from segval.relabel.proposals import propose
+    from segval.relabel.proposals import propose, sam2_summary
     from segval.relabel.queue import write_queue
 
     sam_cfg = _sam2_cfg(cfg)
@@ -267,11 +237,7 @@ def run_propose(cfg: DictConfig) -> dict:
     prog = _progress(bool(cfg.relabel.get("progress", True)))
     cache = _cache(cfg, pkg, backend)
     props = propose(q, sd, backend, out, cache=cache, progress=lambda it: prog(it, "proposals"))
-    q["sam2"] = {"model": backend.model_id, "source": backend.source, "random_init": backend.random_init,
-                 "note": backend.label, "proposals": "proposals.json",
-                 "cache": None if cache is None else str(cache.dir),
-                 "cache_hits": None if cache is None else cache.hits,
-                 "cache_misses": None if cache is None else cache.misses}
+    q["sam2"] = sam2_summary(backend, cache)
     jpath, cpath = write_queue(q, out)
     print(f"model: {backend.label}")
     print(f"{len(props)} proposals for {len(q['items'])} items "

@@ -4,7 +4,7 @@ Label Studio stores a brush mask as the bytes of `@thi.ng/rle-pack
 <https://github.com/thi-ng/umbrella/tree/develop/packages/rle-pack>`_ applied to the flattened
 RGBA image (``H * W * 4`` values, row-major, the mask value repeated in all four channels).
 label-studio-sdk carries the reference encoder (``label_studio_sdk/converter/brush.py``) but pulls
-heavy dependencies, so segval writes the format itself (DESIGN.md) and follows that encoder
+heavy dependencies, so segval writes the format itself and follows that encoder
 bit for bit:
 
 * header: 32 bits element count, 5 bits ``word size - 1`` (8-bit words: ``00111``), then the four

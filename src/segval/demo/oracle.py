@@ -4,7 +4,7 @@ Example:
     >>> export = answer_queue(queue, clean=DatasetPackage.open("data/demo"))          # doctest: +SKIP
     >>> write_json("corrections/annotations/instances_default.json", export)          # doctest: +SKIP
 
-The answer is a CVAT "COCO 1.0" export (CONTRACTS.md), the file ``segval relabel import`` reads:
+The answer is a CVAT "COCO 1.0" export, the file ``segval relabel import`` reads:
 ``images`` renumbered 1..n in queue order (CVAT renumbers; images are matched back by
 ``file_name``, relative to the split's image folder), ``annotations`` renumbered 1..m holding
 every clean annotation of those images (compressed RLE, ``iscrowd``, ``bbox``, ``area``,
@@ -30,7 +30,7 @@ __all__ = ["answer_queue", "load_queue", "queued_image_ids"]
 
 
 def load_queue(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a queue.json (CONTRACTS.md) and check the keys the oracle needs."""
+    """Read a queue.json and check the keys the oracle needs."""
     from segval.dataset.coco import load_json
 
     path = Path(path)
@@ -64,7 +64,7 @@ def answer_queue(
     """The clean ground truth of the queued images, as a CVAT "COCO 1.0" export.
 
     Args:
-        queue: a queue.json document (CONTRACTS.md).
+        queue: a queue.json document.
         clean: the clean package (the truth the oracle knows).
         dataset: the package the queue was built on (checked: each queued image id must be there with
             the same file name); default: ``queue["dataset"]["root"]`` when it exists.

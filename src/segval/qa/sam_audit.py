@@ -2,7 +2,7 @@
 
 Inputs: ``proposals.json`` written by ``segval relabel`` beside queue.json (a list of
 ``{item_id, image_id, category_id, segmentation: COCO RLE, score, source_annotation_id, model}``,
-see CONTRACTS.md) and the package version the corrections were imported into.
+see the README's relabel loop section) and the package version the corrections were imported into.
 
 **The correction of a proposal** is, on the proposal's image in that version:
 

@@ -1,4 +1,4 @@
-"""Corrections coming back from annotators become a NEW dataset version (CONTRACTS.md semantics).
+"""Corrections coming back from annotators become a NEW dataset version (ids kept, never reused).
 
 For each returned image, the returned instances REPLACE that image's annotations:
 

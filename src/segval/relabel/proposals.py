@@ -1,6 +1,6 @@
 """SAM 2 proposals for queue items: prompts from each item, best mask kept, ``proposals.json`` written.
 
-``proposals.json`` (CONTRACTS.md) is a COCO-results-like list::
+``proposals.json`` (README, "The relabel loop") is a COCO-results-like list::
 
     [{"item_id", "image_id", "category_id", "segmentation": {"size": [H, W], "counts": str},
       "score": predicted IoU, "source_annotation_id": int | null, "model": model id}]
@@ -111,3 +111,28 @@ def rerank_with_sam(queue: dict[str, Any], weights: Mapping[str, float], budget:
     queue["images"] = len(order)
     queue["budget"] = budget
     return queue
+
+
+def sam2_summary(backend: Sam2Backend, cache: EmbeddingCache | None) -> dict[str, Any]:
+    """The ``sam2`` block of queue.json: the model, whether it is random init, the proposals file, the cache."""
+    return {"model": backend.model_id, "source": backend.source, "random_init": backend.random_init,
+            "note": backend.label, "proposals": "proposals.json",
+            "cache": None if cache is None else str(cache.dir),
+            "cache_hits": None if cache is None else cache.hits,
+            "cache_misses": None if cache is None else cache.misses}
+
+
+def propose_for_queue(queue: dict[str, Any], split: Any, backend: Sam2Backend, out_dir: str | os.PathLike, *,
+                      cache: EmbeddingCache | None, budget: int, weights: Mapping[str, float],
+                      progress: Callable[[Iterable], Iterable] | None = None) -> list[dict[str, Any]]:
+    """Proposals for every item of ``queue`` (``proposals.json``); with a pretrained model the SAM 2 disagreement is
+    evidence too: the queue (a pool larger than ``budget``) is re-ranked and cut to ``budget`` images, and
+    ``proposals.json`` keeps the kept items only. Sets ``queue["sam2"]``; returns the proposals written."""
+    props = propose(queue, split, backend, out_dir, cache=cache, progress=progress)
+    if not backend.random_init:
+        rerank_with_sam(queue, weights, budget)
+        kept = {it["item_id"] for it in queue["items"]}
+        props = [p for p in props if p["item_id"] in kept]
+        write_json(Path(out_dir) / "proposals.json", props)
+    queue["sam2"] = sam2_summary(backend, cache)
+    return props

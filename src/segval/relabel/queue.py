@@ -2,7 +2,7 @@
 
 :func:`build_queue` gathers evidence (model: per_image.csv + findings.json of a run; model-free:
 temporal consistency within videos and QA geometry, :mod:`segval.relabel.evidence`), ranks it
-(:mod:`segval.relabel.scoring`) and returns the ``queue.json`` document of CONTRACTS.md;
+(:mod:`segval.relabel.scoring`) and returns the ``queue.json`` document (README, "The relabel loop");
 :func:`write_queue` writes ``queue.json`` + ``queue.csv``; :func:`read_queue` reads and checks one.
 
 Model evidence must score the images of the queued split: per_image.csv of a run evaluated on

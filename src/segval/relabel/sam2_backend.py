@@ -1,6 +1,6 @@
 """SAM 2 through transformers' ``Sam2Model``: model building, our own pre-processing, prompts, proposals.
 
-Why not the ``sam2`` package and not transformers' image processor: DESIGN.md (the package is not
+Why not the ``sam2`` package and not transformers' image processor (the package is not
 Meta's, needs torchvision and initialises Hydra; the processor needs torchvision). Here:
 
 * **pre-processing** (:func:`preprocess`): the RGB image is resized to ``image_size`` x
@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ RANDOM_INIT_NOTE = "RANDOM-INIT SAM 2 (no pretrained weights): proposals are NOT
 def build_config(architecture: str, *, video: bool = False, image_size: int | None = None) -> Any:
     """A Sam2Config (``video=False``) or Sam2VideoConfig built in code.
 
-    ``tiny`` is DESIGN.md's test backbone (256 px input) with a 128-wide neck: transformers' video
+    ``tiny`` is the tiny test backbone (256 px input) with a 128-wide neck: transformers' video
     model needs the neck wider than the 64-channel memory when a mask is the prompt. ``large``
     is SAM 2.1 Hiera-Large's architecture (1024 px).
     """
@@ -237,6 +237,40 @@ def prompts_for(target: np.ndarray | None, others: Sequence[np.ndarray], region:
     return Prompt(box, [p for p in pts if p is not None], labels[: len([p for p in pts if p is not None])])
 
 
+# ---------------------------------------------------------------------- loading
+def pick_device(device: str) -> torch.device:
+    """``auto``: CUDA when present, else the CPU; or the device named."""
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                        ("cpu" if device == "auto" else device))
+
+
+def load_model(model_cls: Any, name: str, *, pretrained: str | None, architecture: str | None, seed: int,
+               build: Callable[[], Any], what: str) -> tuple[Any, str]:
+    """A SAM 2 model of ``model_cls`` (``Sam2Model`` / ``Sam2VideoModel``) and its source: the pretrained weights
+    (local directory or cached hub id; offline without them is a clear error), or a RANDOM-INIT model of
+    ``build()``'s config, said loudly.
+
+    Raises:
+        ConfigError: not exactly one of ``pretrained`` / ``architecture``; weights that cannot be loaded.
+    """
+    if (pretrained is None) == (architecture is None):
+        raise ConfigError(f"relabel.sam2 ({name}): set exactly one of pretrained=<dir or hub id> (SAM 2 weights) "
+                          f"or architecture=tiny|large (random init, demo / tests only); got pretrained={pretrained!r}, "
+                          f"architecture={architecture!r}")
+    if pretrained is None:
+        torch.manual_seed(seed)
+        model = model_cls(build())
+        log.warning("%s (%s%s)", RANDOM_INIT_NOTE, name, what)
+        return model, f"random-init:{architecture}:seed{seed}"
+    source, local_only = _resolve(pretrained, name)
+    if Path(source).is_dir():
+        check_weights_dir(source)
+    try:
+        return model_cls.from_pretrained(source, local_files_only=local_only), str(pretrained)
+    except (OSError, ValueError, KeyError) as err:
+        raise _load_failed(str(pretrained), name, err) from err
+
+
 # ---------------------------------------------------------------------- the backend
 class Sam2Backend:
     """A SAM 2 image model with our pre-processing, counted encoder calls and a stable model id.
@@ -254,30 +288,13 @@ class Sam2Backend:
                  image_size: int | None = None, device: str = "auto", seed: int = 0) -> None:
         from transformers import Sam2Model
 
-        if (pretrained is None) == (architecture is None):
-            raise ConfigError(f"relabel.sam2 ({name}): set exactly one of pretrained=<dir or hub id> (SAM 2 weights) "
-                              f"or architecture=tiny|large (random init, demo / tests only); got pretrained={pretrained!r}, "
-                              f"architecture={architecture!r}")
         self.name = name
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = pick_device(device)
         self.random_init = pretrained is None
         self.encoder_calls = 0  # images through the image encoder (tests count it)
-        if self.random_init:
-            cfg = build_config(architecture, image_size=image_size)
-            torch.manual_seed(seed)
-            self.model = Sam2Model(cfg)
-            self.source = f"random-init:{architecture}:seed{seed}"
-            log.warning("%s (%s)", RANDOM_INIT_NOTE, name)
-        else:
-            source, local_only = _resolve(pretrained, name)
-            if Path(source).is_dir():
-                check_weights_dir(source)
-            try:
-                self.model = Sam2Model.from_pretrained(source, local_files_only=local_only)
-            except (OSError, ValueError, KeyError) as err:
-                raise _load_failed(str(pretrained), name, err) from err
-            self.source = str(pretrained)
+        self.model, self.source = load_model(
+            Sam2Model, name, pretrained=pretrained, architecture=architecture, seed=seed,
+            build=lambda: build_config(architecture, image_size=image_size), what="")
         self.model.eval().to(self.device)
         self.image_size = int(self.model.config.prompt_encoder_config.image_size)
         digest = hashlib.sha256((self.source + self.model.config.to_json_string()).encode()).hexdigest()[:10]

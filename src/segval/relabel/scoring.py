@@ -1,6 +1,6 @@
 """Pure ranking of relabel candidates: evidence in, fused scores out (no I/O, no model).
 
-Why fused: DESIGN.md's measurement shows a model-only label-quality score is near chance when
+Why fused: measurements (README, "The relabel loop") show a model-only label-quality score is near chance when
 the baseline is weak (CPU, no pretrained weights), so the queue fuses the model's evidence with
 model-free evidence. Each candidate *item* (one annotation, or one missing object, or an image
 the model disagrees with) carries evidence values, each mapped to [0, 1]:

@@ -25,19 +25,11 @@ import numpy as np
 import torch
 
 from segval.errors import ConfigError
-from segval.relabel.sam2_backend import (
-    RANDOM_INIT_NOTE,
-    _load_failed,
-    _resolve,
-    build_config,
-    check_weights_dir,
-    postprocess_masks,
-    preprocess,
-)
+from segval.relabel.sam2_backend import build_config, load_model, pick_device, postprocess_masks, preprocess
 
 log = logging.getLogger("segval")
 
-__all__ = ["FramePropagation", "Sam2VideoBackend", "propagation_items"]
+__all__ = ["FramePropagation", "Sam2VideoBackend", "propagate_queue", "propagation_items"]
 
 
 @dataclass
@@ -57,27 +49,12 @@ class Sam2VideoBackend:
                  device: str = "auto", seed: int = 0) -> None:
         from transformers import Sam2VideoModel
 
-        if (pretrained is None) == (architecture is None):
-            raise ConfigError(f"relabel.sam2 ({name}): set exactly one of pretrained= or architecture=")
         self.name = name
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = pick_device(device)
         self.random_init = pretrained is None
-        if self.random_init:
-            torch.manual_seed(seed)
-            self.model = Sam2VideoModel(build_config(architecture, video=True))
-            self.source = f"random-init:{architecture}:seed{seed}"
-            log.warning("%s (%s, video)", RANDOM_INIT_NOTE, name)
-        else:
-            from pathlib import Path
-            source, local_only = _resolve(pretrained, name)
-            if Path(source).is_dir():
-                check_weights_dir(source)
-            try:
-                self.model = Sam2VideoModel.from_pretrained(source, local_files_only=local_only)
-            except (OSError, ValueError, KeyError) as err:
-                raise _load_failed(str(pretrained), name, err) from err
-            self.source = str(pretrained)
+        self.model, self.source = load_model(
+            Sam2VideoModel, name, pretrained=pretrained, architecture=architecture, seed=seed,
+            build=lambda: build_config(architecture, video=True), what=", video")
         self.model.eval().to(self.device)
         self.image_size = int(self.model.config.image_size)
 
@@ -231,3 +208,31 @@ def propagation_items(
                 "proposal": None,
             })
     return new
+
+
+def propagate_queue(queue: dict[str, Any], split: Any, backend: Sam2VideoBackend, out_dir: Any, *, window: int,
+                    min_iou: float, max_items: int, note: str) -> None:
+    """Propagate the video items of ``queue`` from their proposals (``proposals/*.png`` under ``out_dir``) and
+    write ``propagation.json``; the disagreeing frames join the queue (re-ranked), unless the model is random
+    init (its frames are written for inspection, never queued). Sets ``queue["video_propagation"]``."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from segval.io import write_json
+
+    out = Path(out_dir)
+    masks = {}
+    for it in queue["items"]:
+        p = it.get("proposal")
+        if p and p.get("file"):
+            masks[it["item_id"]] = np.array(Image.open(out / p["file"])) > 127
+    new = propagation_items(queue, split, backend, window=window, min_iou=min_iou, max_items=max_items, masks=masks)
+    joined = [] if backend.random_init else new
+    queue["items"].extend(joined)
+    for r, it in enumerate(queue["items"], 1):
+        it["rank"] = r
+    write_json(out / "propagation.json", {"model": backend.source, "random_init": backend.random_init,
+                                          "note": note, "items": new})
+    queue["video_propagation"] = {"frames_disagreeing": len(new), "items_added": len(joined), "window": window,
+                                  "min_iou": min_iou, "random_init": backend.random_init, "file": "propagation.json"}

@@ -3,7 +3,7 @@
 The confusion matrix is ``conf[gt, pred]`` with int64 counts (no float rounding, unlike
 MMSegmentation's float32 histograms above 2^24 pixels per class). Every figure follows an upstream
 definition exactly so that numbers can be compared with the literature; :data:`METRIC_DEFINITIONS`
-says which (see also DESIGN.md, "Metric definitions"):
+says which (the README's "Metrics" section has the table):
 
 * per-class ``IoU``, ``Acc``, ``Dice``, ``Precision`` and ``aAcc``, ``mIoU``, ``mAcc``, ``mDice``:
   MMSegmentation ``IoUMetric`` (means are nan-means; a class predicted but absent from the ground
