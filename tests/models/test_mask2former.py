@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from segval.datamodules import SegmentationDataModule
 from segval.demo.shapes import write_shapes_package
@@ -15,13 +14,18 @@ from segval.errors import ConfigError
 from segval.models import SegmentationModule
 from segval.models.mask2former import Mask2FormerAdapter
 
-CONF = Path(__file__).resolve().parents[2] / "src" / "segval" / "conf" / "model"
 NAMES = ["background", "disc", "square", "bar"]
 THING = [False, True, True, True]
 
 
 def tiny_kwargs() -> dict:
-    adapter = yaml.safe_load((CONF / "mask2former_tiny.yaml").read_text())["adapter"]
+    """The adapter arguments of the shipped ``model=mask2former_tiny`` preset, as Hydra composes it."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module("segval.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["model=mask2former_tiny", "paths.root_dir=.", "paths.output_dir=."])
+    adapter = OmegaConf.to_container(cfg.model.adapter, resolve=True)
     adapter.pop("_target_")
     return adapter
 
