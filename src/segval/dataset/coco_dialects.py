@@ -162,6 +162,11 @@ def classify_coco(obj: Any) -> CocoKind:
             if any("annotations" in a or "completions" in a or ("data" in a and "id" in a) for a in obj[:50]):
                 return CocoKind("labelstudio", "a Label Studio JSON export (a list of tasks); read it with "
                                 "`segval dataset import format=labelstudio source=<file> images=<folder>`")
+            if any(isinstance(v, list) and v and isinstance(v[0], Mapping) and any(
+                    k in v[0] for k in ("brushlabels", "polygonlabels", "rectanglelabels", "keypointlabels", "rle"))
+                    for a in obj[:50] for v in a.values()):
+                return CocoKind("labelstudio", "a Label Studio JSON-MIN export; read it with "
+                                "`segval dataset import format=labelstudio source=<file> images=<folder>`")
         return CocoKind("unknown", "a JSON list; a COCO annotation file is a JSON object with 'images', "
                         "'annotations' and 'categories'")
     if not isinstance(obj, Mapping):
