@@ -21,6 +21,7 @@ from segval.dataset.formats.result import (
     ImportedImage,
     ImportedInstance,
     Skipped,
+    merge_imported,
     write_imported,
 )
 
@@ -31,6 +32,7 @@ __all__ = [
     "Skipped",
     "find_coco_splits",
     "identify",
+    "merge_imported",
     "read_coco_panoptic",
     "read_cvat_masks",
     "read_cvat_xml",

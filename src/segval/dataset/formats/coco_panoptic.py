@@ -100,6 +100,9 @@ def _categories(raw: Any, path: Path, f: Findings) -> list[dict[str, Any]]:
         e = {"id": cid, "name": str(c["name"]), "isthing": int(isthing)}
         if color is not None:
             e["color"] = list(color)
+        for key in ("supercategory", "group"):  # segval keeps the group (rigid / thin / ...) in supercategory
+            if isinstance(c.get(key), str) and c[key]:
+                e[key] = c[key]
         cats.append(e)
     return cats
 
@@ -294,6 +297,8 @@ def _read_image(im: Mapping[str, Any], ann: Mapping[str, Any], iid: int, json_pa
             f.warn("crowd", "crowd segments (iscrowd=1) read as ignore regions, as panopticapi does",
                    f"image {iid} segment {sid}")
             continue
+        if cat == tax.background_id:
+            continue  # the background class: uncovered pixels are background in the package
         # things: one instance per segment; stuff: an annotation of the class (one segment per class and image)
         instances.append(ImportedInstance(cat, from_mask(m), 0, origin=f"image id {iid} segment {sid}"))
     return ImportedImage(package_file_name(str(fn)), w, h, path=img_path, instances=instances,

@@ -54,6 +54,7 @@ __all__ = [
     "ImportedInstance",
     "Skipped",
     "UNKNOWN_LICENSE",
+    "merge_imported",
     "probe_image",
     "resolve_inside",
     "write_imported",
@@ -198,6 +199,36 @@ class ImportedDataset:
             "warnings": list(self.warnings),
             "skipped": {k: {"count": v.count, "examples": list(v.examples)} for k, v in self.skipped.items()},
         }
+
+
+def merge_imported(parts: Iterable[ImportedDataset]) -> ImportedDataset:
+    """One dataset from per-split reads of one export (same taxonomy; split names must differ).
+
+    Raises:
+        DatasetError: taxonomies differ, or a split name repeats.
+    """
+    parts = list(parts)
+    if not parts:
+        raise ValueError("merge_imported needs at least one dataset")
+    first = parts[0]
+    splits: dict[str, list[ImportedImage]] = {}
+    warns: list[str] = []
+    skipped: dict[str, Skipped] = {}
+    for p in parts:
+        if p.taxonomy != first.taxonomy:
+            raise DatasetError(f"{p.source}: its classes {p.taxonomy.names} differ from those of {first.source} "
+                               f"({first.taxonomy.names}); the splits of one package share one taxonomy")
+        for s, ims in p.splits.items():
+            if s in splits:
+                raise DatasetError(f"split {s!r} comes from both {first.source} and {p.source}; name them apart")
+            splits[s] = ims
+        warns += [w for w in p.warnings if w not in warns]
+        for k, v in p.skipped.items():
+            t = skipped.setdefault(k, Skipped())
+            t.count += v.count
+            t.examples = (t.examples + v.examples)[:MAX_EXAMPLES]
+    return ImportedDataset(first.format, ", ".join(p.source for p in parts), first.taxonomy, splits, warns, skipped,
+                           license=first.license, name=first.name, max_pixels=first.max_pixels)
 
 
 class Findings:
