@@ -214,4 +214,4 @@ def test_video_frame_without_image(tmp_path):
 
 
 def test_unknown_background_name(tmp_path):
-    _fails(tmp_path, IMG.format(""), "background='table' is not a label", background="table")
+    _fails(tmp_path, IMG.format(""), "background='table' is not a class of the export", background="table")

@@ -272,25 +272,25 @@ def _read_image(im: Mapping[str, Any], ann: Mapping[str, Any], iid: int, json_pa
                       f"(ids {tax.ids})")
         else:
             listed[sid] = (cat, crowd)
-    uniq, inverse = np.unique(ids, return_inverse=True)
-    inverse = inverse.reshape(ids.shape)
-    present = set(uniq.tolist()) - {0}
-    missing = sorted(present - set(listed))
+    masks: dict[int, np.ndarray] = {}
+    listed_px = np.zeros((h, w), dtype=bool)
+    for sid in listed:
+        m = ids == sid
+        masks[sid] = m
+        listed_px |= m
+    absent = sorted(sid for sid, m in masks.items() if not m.any())
+    stray = ~listed_px & (ids != 0)
+    missing = sorted(np.unique(ids[stray]).tolist()) if stray.any() else []
     if missing:
         f.problem(f"{where}: segment ids {missing[:10]}{' ...' if len(missing) > 10 else ''} are in the PNG but not in "
                   "its segments_info (panopticapi refuses this too); list them or paint them void (0)")
-    absent = sorted(set(listed) - present)
     if absent:
         f.problem(f"{where}: segments {absent[:10]} of segments_info have no pixel in the PNG; remove them")
     if missing or absent:
         raise _Listed()
     instances = []
-    ignore = np.zeros((h, w), dtype=bool)
-    for k, sid in enumerate(uniq.tolist()):
-        m = inverse == k
-        if sid == 0:
-            ignore |= m
-            continue
+    ignore = ids == 0  # void
+    for sid, m in masks.items():
         cat, crowd = listed[sid]
         if crowd:
             ignore |= m

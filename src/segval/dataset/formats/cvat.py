@@ -21,10 +21,10 @@ without pixels is skipped and reported.
 Listed as skipped in the report (no mask): ``box``, ``polyline``, ``points``, ``cuboid``,
 ``skeleton``, ``tag``. A label not declared in ``<meta>`` gets a warning and a new id.
 
-Taxonomy: the declared labels in order get ids 1, 2, ... (types ``skeleton``, ``points``,
-``polyline``, ``tag``, ``cuboid``, ``rectangle`` and skeleton parts are left out); a label named
-background (any case) is the background, otherwise a stuff class ``background`` gets id 0
-(``background="none"``: no background, uncovered pixels void).
+Taxonomy: a label named background (any case) is the background, id 0 (otherwise a stuff class
+``background`` is added as id 0; ``background="none"``: no background, uncovered pixels void); the
+other declared labels in order get ids 1, 2, ... (types ``skeleton``, ``points``, ``polyline``,
+``tag``, ``cuboid``, ``rectangle`` and skeleton parts are left out).
 
 Splits: a project export's ``subset`` attribute names the split (lower-cased; ``default`` -> ``split``).
 Images: ``name`` relative to ``images_dir`` (default ``<xml folder>/images`` when it exists, else the
@@ -61,9 +61,9 @@ from segval.dataset.formats.result import (
     package_file_name,
     probe_image,
     resolve_inside,
+    taxonomy_from_names,
 )
 from segval.dataset.rle import from_mask
-from segval.dataset.taxonomy import BACKGROUND_NAMES, Category, Taxonomy, palette_color
 from segval.errors import DatasetError
 
 __all__ = ["AREA_SHAPES", "SKIPPED_SHAPES", "decode_cvat_mask", "parse_xml_safely", "read_cvat_xml"]
@@ -212,29 +212,6 @@ def _labels(meta: ET.Element | None) -> tuple[list[tuple[str, tuple[int, int, in
     return areas, others
 
 
-def _taxonomy(names: list[tuple[str, tuple[int, int, int] | None]], background: str | None) -> Taxonomy:
-    cats = []
-    bg_id = None
-    want = None if background is None or background.lower() == "none" else background
-    for k, (name, color) in enumerate(names, start=1):
-        is_bg = (want == "auto" and name.lower() in BACKGROUND_NAMES) or (want not in (None, "auto") and name == want)
-        if is_bg and bg_id is None:
-            bg_id = k
-            cats.append(Category(k, name, color or (0, 0, 0), False, "stuff"))
-        else:
-            cats.append(Category(k, name, color or palette_color(k), True, "rigid"))
-    if want not in (None, "auto") and bg_id is None:
-        raise DatasetError(f"background={background!r} is not a label of the export ({[n for n, _ in names]})")
-    if want == "auto" and bg_id is None:
-        taken = {n for n, _ in names}
-        name = "background" if "background" not in taken else "_background_"
-        cats.append(Category(0, name, (0, 0, 0), False, "stuff"))
-        bg_id = 0
-    if len(cats) > 255:
-        raise DatasetError(f"{len(cats)} labels; at most 254 classes fit a uint8 label map")
-    return Taxonomy(cats, bg_id)
-
-
 def _split_name(subset: str | None, default: str) -> str:
     if not subset or subset.strip().lower() == "default":
         return default
@@ -340,7 +317,7 @@ def read_cvat_xml(
                 _collect(sh, info, k, tid, order, names, f, xml_path)
     f.raise_if_any(xml_path, "CVAT XML")
     undeclared = [n for n in names if n not in [d for d, _ in declared]]
-    tax = _taxonomy(declared + [(n, None) for n in undeclared], background)
+    tax = taxonomy_from_names(declared + [(n, None) for n in undeclared], background, source=xml_path)
     by_name = {c.name: c.id for c in tax}
 
     video_files: dict[int, Path] = {}

@@ -27,8 +27,8 @@ missing image is an error that says what was looked for (and, without ``original
 ``original_height``, that the size too comes from the file).
 
 Taxonomy: ``labels`` (a list of names, or a labeling-config XML whose ``<Label value background>``
-give names and colours), else the labels in first-seen order; ids 1, 2, ...; a background stuff class
-id 0 unless a label is named background (``background="none"``: uncovered pixels void).
+give names and colours), else the labels in first-seen order; ids 1, 2, ...; a label named background
+is id 0, else a background stuff class is added as id 0 (``background="none"``: uncovered pixels void).
 
 Entry point :func:`read_labelstudio`; :func:`image_candidates` (URL -> file names to try) is what
 the relabel import-back can reuse.
@@ -60,9 +60,9 @@ from segval.dataset.formats.result import (
     package_file_name,
     probe_image,
     resolve_inside,
+    taxonomy_from_names,
 )
 from segval.dataset.rle import from_mask
-from segval.dataset.taxonomy import BACKGROUND_NAMES, Category, Taxonomy, palette_color
 from segval.errors import DatasetError
 
 __all__ = ["image_candidates", "read_label_config", "read_labelstudio"]
@@ -125,26 +125,6 @@ def read_label_config(path: str | os.PathLike) -> list[tuple[str, tuple[int, int
     if not out:
         raise DatasetError("the labeling config has no <Label value=...>", path=path)
     return out
-
-
-def _taxonomy(names: list[tuple[str, tuple[int, int, int] | None]], background: str | None) -> Taxonomy:
-    bgs = [k for k, (n, _) in enumerate(names) if n.lower() in BACKGROUND_NAMES]
-    none = background is None or str(background).lower() == "none"
-    start = 0 if bgs and bgs[0] == 0 else 1
-    cats, bg_id = [], None
-    for k, (n, c) in enumerate(names):
-        cid = start + k
-        if not none and bgs and k == bgs[0]:
-            bg_id = cid
-            cats.append(Category(cid, n, c or (0, 0, 0), False, "stuff"))
-        else:
-            cats.append(Category(cid, n, c or palette_color(cid), True, "rigid"))
-    if not none and bg_id is None and start == 1:
-        cats.append(Category(0, "background", (0, 0, 0), False, "stuff"))
-        bg_id = 0
-    if len(cats) > 255:
-        raise DatasetError(f"{len(cats)} labels; at most 254 classes fit a uint8 label map")
-    return Taxonomy(cats, bg_id)
 
 
 def _image_url(data: Mapping[str, Any]) -> str | None:
@@ -343,7 +323,7 @@ def read_labelstudio(
         f.raise_if_any(json_path, "Label Studio export")
         raise DatasetError("no labelled region in the export and background='none': nothing to import",
                            path=json_path)
-    tax = _taxonomy(names_colors, background)
+    tax = taxonomy_from_names(names_colors, background, source=json_path)
     by_name = {c.name: c.id for c in tax}
     out: list[ImportedImage] = []
     users: dict[str, Any] = {}

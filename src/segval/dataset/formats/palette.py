@@ -127,6 +127,12 @@ class ColorTable:
         return cls(list(VOC_CLASSES), [palette_color(i) for i in range(len(VOC_CLASSES))], [palette_color(IGNORE)],
                    "the PASCAL VOC colormap")
 
+    def sorted_lut(self) -> tuple[np.ndarray, np.ndarray]:
+        """(packed colours ascending, their category ids): for ``np.searchsorted`` lookups."""
+        lut = self.lut()
+        keys = np.asarray(sorted(lut), dtype=np.int64)
+        return keys, np.asarray([lut[int(k)] for k in keys], dtype=np.int64)
+
     def lut(self) -> dict[int, int]:
         """Packed colour (r << 16 | g << 8 | b) -> category id (255 for ignore colours)."""
         out = {int(_pack(np.asarray(c))): i for i, c in enumerate(self.colors)}
@@ -248,23 +254,37 @@ def decode_class_png(path: Path, table: ColorTable, *, width: int, height: int,
             idx = np.asarray(im)
             pal = np.asarray(im.getpalette() or [], dtype=np.int64)
             pal = np.pad(pal, (0, max(0, 768 - pal.size)))[:768].reshape(256, 3)
-            keys = _pack(pal)
-            used, inverse = np.unique(idx, return_inverse=True)
-            packed = keys[used]
-        else:
-            rgb = np.asarray(im.convert("RGB"))
-            packed_all = _pack(rgb)
-            packed, inverse = np.unique(packed_all, return_inverse=True)
-    lut = table.lut()
-    ids = np.asarray([lut.get(int(c), -1) for c in packed.tolist()], dtype=np.int64)
-    if (ids < 0).any():
-        counts = np.bincount(inverse.reshape(-1), minlength=len(packed))
-        bad = ids < 0
-        raise _unknown(path, packed[bad], counts[bad], table)
-    return ids[inverse.reshape(height, width)].astype(np.uint8)
+            per_index = _lookup(_pack(pal), *table.sorted_lut())  # category id of each palette index, -1 unknown
+            used = np.bincount(idx.reshape(-1), minlength=256)
+            bad = (used > 0) & (per_index < 0)
+            if bad.any():
+                raise _unknown(path, _pack(pal)[bad], used[bad], table)
+            return per_index[idx].astype(np.uint8)
+        rgb = np.asarray(im.convert("RGB"))
+    return _map_colors(_pack(rgb), *table.sorted_lut(), path, table)
 
 
-_VOC_INV = {int(_pack(np.asarray(palette_color(i)))): i for i in range(256)}
+def _lookup(packed: np.ndarray, keys: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    pos = np.clip(np.searchsorted(keys, packed), 0, len(keys) - 1)
+    return np.where(keys[pos] == packed, vals[pos], -1)
+
+
+def _map_colors(packed: np.ndarray, keys: np.ndarray, vals: np.ndarray, path: Path, table: Any) -> np.ndarray:
+    ids = _lookup(packed, keys, vals)
+    bad = ids < 0
+    if bad.any():
+        colors, counts = np.unique(packed[bad], return_counts=True)
+        raise _unknown(path, colors, counts, table)
+    return ids.astype(np.uint8)
+
+
+_VOC_INST_KEYS = _pack(voc_colormap(256))
+_VOC_INST_ORDER = np.argsort(_VOC_INST_KEYS)
+_VOC_INST = (_VOC_INST_KEYS[_VOC_INST_ORDER], _VOC_INST_ORDER.astype(np.int64))
+
+
+class _InstanceColormap:
+    source = "the VOC instance colormap"
 
 
 def decode_object_png(path: Path, *, width: int, height: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -274,14 +294,8 @@ def decode_object_png(path: Path, *, width: int, height: int, max_pixels: int = 
     with im:
         if im.mode in ("P", "L"):
             return np.asarray(im).astype(np.int64)
-        packed_all = _pack(np.asarray(im.convert("RGB")))
-    packed, inverse = np.unique(packed_all, return_inverse=True)
-    ids = np.asarray([_VOC_INV.get(int(c), -1) for c in packed.tolist()], dtype=np.int64)
-    if (ids < 0).any():
-        counts = np.bincount(inverse.reshape(-1), minlength=len(packed))
-        raise _unknown(path, packed[ids < 0], counts[ids < 0], ColorTable(["-"], [(0, 0, 0)], [], "the VOC instance "
-                                                                                               "colormap"))
-    return ids[inverse.reshape(height, width)]
+        rgb = np.asarray(im.convert("RGB"))
+    return _map_colors(_pack(rgb), *_VOC_INST, path, _InstanceColormap).astype(np.int64)
 
 
 def instances_from_maps(cls_map: np.ndarray, obj_map: np.ndarray | None, bg_id: int | None, where: str,
@@ -293,7 +307,7 @@ def instances_from_maps(cls_map: np.ndarray, obj_map: np.ndarray | None, bg_id: 
         covered |= cls_map == bg_id
     out: list[ImportedInstance] = []
     if obj_map is not None:
-        for k in np.unique(obj_map).tolist():
+        for k in np.flatnonzero(np.bincount(obj_map.reshape(-1), minlength=256)).tolist():
             if k in (0, IGNORE):
                 continue
             m = (obj_map == k) & ~covered
@@ -301,15 +315,15 @@ def instances_from_maps(cls_map: np.ndarray, obj_map: np.ndarray | None, bg_id: 
                 f.warn("object_no_class", "objects whose pixels are all background or ignore in the class mask, "
                        "left out", f"{where} object {k}")
                 continue
-            cats, counts = np.unique(cls_map[m], return_counts=True)
-            cat = int(cats[np.argmax(counts)])
-            if len(cats) > 1:
+            counts = np.bincount(cls_map[m], minlength=256)
+            cat = int(np.argmax(counts))
+            if np.count_nonzero(counts) > 1:
                 f.warn("object_classes", "objects spanning several classes: the object takes its majority class, "
                        "the other pixels stay their class", f"{where} object {k}")
             m &= cls_map == cat
             covered |= m
             out.append(ImportedInstance(cat, from_mask(m), 0, origin=f"{where} object {k}"))
-    for c in np.unique(cls_map[~covered]).tolist():
+    for c in np.flatnonzero(np.bincount(cls_map[~covered], minlength=256)).tolist():
         out.append(ImportedInstance(int(c), from_mask((cls_map == c) & ~covered), 0, origin=f"{where} class {c}"))
     return out, (from_mask(ignore) if ignore.any() else None)
 

@@ -57,6 +57,7 @@ __all__ = [
     "merge_imported",
     "probe_image",
     "resolve_inside",
+    "taxonomy_from_names",
     "write_imported",
 ]
 
@@ -284,6 +285,46 @@ class Findings:
             )
 
 
+def taxonomy_from_names(names: list[tuple[str, tuple[int, int, int] | None]], background: str | None = "auto",
+                        *, source: object | None = None) -> Taxonomy:
+    """A taxonomy from class names (and colours) in order: the background class gets id 0, the others 1, 2, ...
+
+    Args:
+        names: (name, colour or None) per class; a missing colour is the palette colour of the id.
+        background: ``"auto"``: a name in BACKGROUND_NAMES (any case) is the background, otherwise a
+            stuff class ``background`` is added as id 0; ``"none"`` / None: no background (uncovered
+            pixels are void); another string: the class of that name is the background.
+
+    Raises:
+        DatasetError: ``background`` names no class, or more than 255 classes.
+    """
+    from segval.dataset.taxonomy import BACKGROUND_NAMES, Category, palette_color
+
+    plain = [n for n, _ in names]
+    if background is None or str(background).lower() == "none":
+        bg_name = None
+    elif background == "auto":
+        bg_name = next((n for n in plain if n.lower() in BACKGROUND_NAMES), "")
+    else:
+        if background not in plain:
+            raise DatasetError(f"background={background!r} is not a class of the export ({plain})", path=source)
+        bg_name = background
+    cats = []
+    next_id = 1
+    for n, c in names:
+        if n == bg_name:
+            cats.append(Category(0, n, c or (0, 0, 0), False, "stuff"))
+        else:
+            cats.append(Category(next_id, n, c or palette_color(next_id), True, "rigid"))
+            next_id += 1
+    if bg_name == "":
+        name = "background" if "background" not in plain else "_background_"
+        cats.append(Category(0, name, (0, 0, 0), False, "stuff"))
+    if len(cats) > 255 or next_id > 255:
+        raise DatasetError(f"{len(cats)} classes; at most 255 fit a uint8 label map (ids 0..254)", path=source)
+    return Taxonomy(cats, None if bg_name is None else 0)
+
+
 # ---------------------------------------------------------------------- safe paths and images
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -330,19 +371,33 @@ def probe_image(path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[in
 
 
 def read_png_array(path: Path, *, max_pixels: int, width: int, height: int, what: str) -> Image.Image:
-    """Open a mask / panoptic PNG lazily with the pixel-limit and size checks (caller decodes).
+    """Open and decode a mask / panoptic PNG after the pixel-limit and size checks (from the header).
 
     Raises:
         DatasetError: missing, unreadable, over the limit, or not ``width`` x ``height``.
     """
-    w, h = probe_image(path, max_pixels=max_pixels)
+    raise_pil_limit(max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{what} not found", path=path) from None
+    except Exception as err:
+        raise DatasetError(f"cannot read the {what} ({err}); re-export it", path=path) from None
+    w, h = im.size
+    if w * h > max_pixels:
+        im.close()
+        raise DatasetError(f"{what} is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} (checked before "
+                           "decoding); raise max_pixels if it is genuine", path=path)
     if (w, h) != (width, height):
+        im.close()
         raise DatasetError(f"{what} is {w}x{h} (width x height) but its image is {width}x{height}; "
                            f"re-export the {what} at the image size", path=path)
     try:
-        im = Image.open(path)
         im.load()
     except Exception as err:
+        im.close()
         raise DatasetError(f"cannot decode the {what} (truncated or corrupt: {err}); re-export it", path=path) from None
     return im
 
