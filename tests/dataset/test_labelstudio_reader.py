@@ -186,3 +186,10 @@ def test_same_image_twice(tmp_path):
     write_rgb(tmp_path / "imgs" / "a.png", H, W)
     _fails(tmp_path, [_task(1, "a.png", [_poly_result("p", "cube")]), _task(2, "a.png", [])],
            "tasks 1 and 2 both use the image 'a.png'")
+
+
+def test_missing_image_with_sizes(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    msg = _fails(tmp_path, [_task(5, "/data/local-files/?d=shelf/q.png", [_poly_result("p", "cube")])],
+                 r"task 5: image '/data/local-files/\?d=shelf/q.png' not found")
+    assert "'shelf/q.png', 'q.png'" in msg and "original_width" not in msg

@@ -173,3 +173,26 @@ def test_cvat_segmentation_mask_unknown_colour(tmp_path):
     _save_rgb(root / "SegmentationClass" / "frame_a.png", cls, [[0, 0, 0], [255, 0, 0], [0, 129, 0]])
     with pytest.raises(DatasetError, match=r"frame_a.png: colours not in the colour table .*\(0, 129, 0\): 22 px"):
         read_cvat_masks(root)
+
+
+def test_truncated_mask_png(tmp_path):
+    write_rgb(tmp_path / "img" / "a.png", H, W)
+    _save_palette(tmp_path / "ann" / "a.png", _class_map())
+    data = (tmp_path / "ann" / "a.png").read_bytes()
+    (tmp_path / "ann" / "a.png").write_bytes(data[: len(data) - 30])
+    with pytest.raises(DatasetError, match="a.png: cannot decode the mask .truncated or corrupt"):
+        read_voc(tmp_path / "ann", tmp_path / "img")
+
+
+def test_cvat_segmentation_mask_escaping_item(tmp_path):
+    root, _, _ = _cvat_masks(tmp_path)
+    (root / "ImageSets" / "Segmentation" / "default.txt").write_text("../../outside\n")
+    with pytest.raises(DatasetError, match="without '..'"):
+        read_cvat_masks(root)
+
+
+def test_cvat_segmentation_mask_of_other_size(tmp_path):
+    root, _, _ = _cvat_masks(tmp_path)
+    write_rgb(root / "JPEGImages" / "frame_a.jpg", H, W + 2, fmt="JPEG")
+    with pytest.raises(DatasetError, match="mask is 8x6 .width x height. but its image is 10x6"):
+        read_cvat_masks(root)

@@ -3,6 +3,7 @@ then :func:`write_imported` writes a dataset package (atomically).
 
 Entry points (one module per tool):
 
+* :func:`read_coco` / :func:`read_coco_folder` (:mod:`.coco`): COCO as tools write it (dialects normalised);
 * :func:`read_coco_panoptic` (:mod:`.coco_panoptic`): panopticapi JSON + PNG folder;
 * :func:`read_cvat_xml` (:mod:`.cvat`): "CVAT for images 1.1" / "CVAT for video 1.1" XML;
 * :func:`read_cvat_masks` (:mod:`.cvat_masks`): CVAT "Segmentation mask 1.1" folder;
@@ -33,6 +34,8 @@ __all__ = [
     "find_coco_splits",
     "identify",
     "merge_imported",
+    "read_coco",
+    "read_coco_folder",
     "read_coco_panoptic",
     "read_cvat_masks",
     "read_cvat_xml",
@@ -46,6 +49,8 @@ def __getattr__(name: str):  # lazy: importing one reader does not import the ot
     import importlib
 
     where = {
+        "read_coco": "coco",
+        "read_coco_folder": "coco",
         "read_coco_panoptic": "coco_panoptic",
         "read_cvat_xml": "cvat",
         "read_cvat_masks": "cvat_masks",
