@@ -37,3 +37,11 @@ def masks_of(image) -> dict[int, np.ndarray]:
         m = inst.mask.decode()
         out[inst.category_id] = out.get(inst.category_id, np.zeros_like(m)) | m
     return out
+
+
+def rle_of(mask: np.ndarray) -> dict:
+    """Compressed COCO RLE (counts str) of a bool[H, W] mask."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": rle["counts"].decode("ascii")}

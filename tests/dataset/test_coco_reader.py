@@ -10,8 +10,7 @@ from segval.dataset.formats import write_imported
 from segval.dataset.formats.coco import read_coco, read_coco_folder
 from segval.errors import DatasetError
 
-from .conftest_helpers import rle_of
-from .helpers import box, write_json, write_rgb
+from .helpers import box, rle_of, write_json, write_rgb
 
 H, W = 6, 8
 CUBE = box(H, W, 1, 4, 1, 4)
