@@ -91,3 +91,14 @@ def test_truncated_and_wrong_size_are_errors():
         decode_mask(rle, 12, 10 + 1)
     with pytest.raises(BrushRLEError):
         decode_mask([0, 1, "x"], 1, 1)
+
+
+def test_a_forged_header_is_refused_before_allocating() -> None:
+    m = np.zeros((10, 12), bool)
+    m[2:5, 3:9] = True
+    rle = encode_mask(m)
+    forged = [255, 255, 255, 255] + rle[4:]  # header: 4 billion values
+    with pytest.raises(BrushRLEError, match="4294967295 values, but 480 were expected"):
+        decode_mask(forged, 10, 12)
+    with pytest.raises(BrushRLEError, match="byte values"):
+        decode_mask([0, 1, "x"], 1, 1)
