@@ -76,6 +76,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(("dataset", "diff"), "added / changed / deprecated ids, pixels per class"),
     Command(("dataset", "publish"), "upload a released version to the Hugging Face Hub (tag per version; "
                                     "publish.dry_run=true)"),
+    Command(("dataset", "guideline"), "the annotation guideline from the data: class table, examples, rules, pairs "
+                                      "to clarify (guideline.md + self-contained .html)"),
     Command(("relabel", "queue"), "ranked relabel queue (queue.json/csv) from findings + model-free evidence"),
     Command(("relabel", "embed"), "SAM 2 image embeddings into the cache (Lightning predict, resumable)"),
     Command(("relabel", "propose"), "SAM 2 proposals for a queue (proposals.json)"),
