@@ -9,8 +9,8 @@ documents are drawn by :mod:`segval.report.guideline`. Everything is determinist
   size (log area), occlusion (share of the outline touching another instance or the image border) and
   position (box centre), farthest-point order from the most typical one (median size, least occluded).
   No two come from the same video (an image without ``video_id`` is its own video) while an unused video
-  has a candidate; then no two from the same image while one is left. Instances at least ``min_size``
-  are preferred while there are enough of them.
+  has a candidate; then no two from the same image while one is left; among those, instances at least
+  ``min_size`` are preferred.
 * **Hard examples** per class: queue items of the class (their ``reason``), the class's ``worst_images``
   in ``findings.json``, then the images of ``per_image.csv`` where the model missed most pixels of it.
 * **Rules** seeded from the taxonomy (:func:`class_rules`): "label visible pixels only" for the groups in
@@ -216,24 +216,24 @@ def select_diverse(cands: Sequence[InstanceRef], k: int, *,
     [0, 1, 2]
     """
     pool = sorted(cands, key=_order)
-    big = [r for r in pool if r.bbox[2] >= min_size[0] and r.bbox[3] >= min_size[1]]
-    if len(big) >= k:
-        pool = big
     if k <= 0 or not pool:
         return []
+    big = {i for i, r in enumerate(pool) if r.bbox[2] >= min_size[0] and r.bbox[3] >= min_size[1]}
     la = np.log(np.array([max(r.area, 1) for r in pool], dtype=np.float64))
     span = float(la.max() - la.min()) or 1.0
     feats = np.stack([(la - la.min()) / span, [r.occlusion for r in pool],
                       0.5 * np.array([r.cx for r in pool]), 0.5 * np.array([r.cy for r in pool])], axis=1)
-    med = float(np.median(la))
-    first = min(range(len(pool)), key=lambda i: (abs(la[i] - med), pool[i].occlusion, i))
-    chosen = [first]
+    first_pool = sorted(big) or list(range(len(pool)))
+    med = float(np.median(la[first_pool]))
+    chosen = [min(first_pool, key=lambda i: (abs(la[i] - med), pool[i].occlusion, i))]
     while len(chosen) < min(k, len(pool)):
         units = {pool[i].unit for i in chosen}
         images = {(pool[i].split, pool[i].image_id) for i in chosen}
         rest = [i for i in range(len(pool)) if i not in chosen]
+        # 1. an unused video, 2. an unused image, 3. anything; within that, at least min_size when possible
         fresh = [i for i in rest if pool[i].unit not in units] or \
             [i for i in rest if (pool[i].split, pool[i].image_id) not in images] or rest
+        fresh = [i for i in fresh if i in big] or fresh
         dist = np.min(np.linalg.norm(feats[fresh][:, None, :] - feats[chosen][None, :, :], axis=2), axis=1)
         chosen.append(fresh[int(np.argmax(dist))])  # argmax: the first of equals, so ties keep file order
     return [pool[i] for i in chosen]
