@@ -7,68 +7,19 @@ import json
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 
-from segval.dataset.brush_rle import encode_mask
 from segval.dataset.package import DatasetPackage
 from segval.errors import ConfigError, DatasetError
 from segval.relabel.pilot import annotator_names, format_pilot, plan_pilot, score_pilot, write_tasks
 
 from tests.qa.guideline_package import write_package
+from tests.relabel.pilot_sets import coco_set, ls_set, masks_of
 
 
 @pytest.fixture(scope="module")
 def pkg(tmp_path_factory: pytest.TempPathFactory) -> DatasetPackage:
     return DatasetPackage.open(write_package(tmp_path_factory.mktemp("p") / "arms"))
-
-
-def _masks(pkg: DatasetPackage, image_id: int, *, half_gripper: bool = False) -> list[tuple[str, np.ndarray]]:
-    """(class name, mask) of the image's annotations; ``half_gripper``: the gripper's right half only."""
-    sd = pkg.split("train")
-    names = {c.id: c.name for c in pkg.taxonomy}
-    out = []
-    for inst in sd.instances(sd.image(image_id)):
-        m = inst.mask.copy()
-        if half_gripper and names[inst.category_id] == "gripper":
-            xs = np.nonzero(m.any(axis=0))[0]
-            m[:, xs[0]: xs[0] + len(xs) // 2] = False  # 6x6 -> 6x3: IoU with the full one 18 / 36
-        out.append((names[inst.category_id], m))
-    return out
-
-
-def coco_set(pkg: DatasetPackage, ids: list[int], path: Path, **kw) -> Path:
-    """A CVAT-like COCO 1.0 export: its own image and category ids, matched back by file name and class name."""
-    sd = pkg.split("train")
-    cats = [{"id": 10 + c.id, "name": c.name} for c in pkg.taxonomy if c.id != 0]
-    cid = {c["name"]: c["id"] for c in cats}
-    images, anns = [], []
-    for k, image_id in enumerate(ids):
-        rec = sd.image(image_id)
-        images.append({"id": 100 + k, "file_name": rec.file_name, "width": rec.width, "height": rec.height})
-        for name, m in _masks(pkg, image_id, **kw):
-            rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-            anns.append({"id": len(anns) + 1, "image_id": 100 + k, "category_id": cid[name], "iscrowd": 0,
-                         "segmentation": {"size": list(m.shape), "counts": rle["counts"].decode()},
-                         "area": int(m.sum()), "bbox": [0, 0, 1, 1]})
-    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
-    return path
-
-
-def ls_set(pkg: DatasetPackage, ids: list[int], path: Path) -> Path:
-    """A Label Studio JSON export of the same labels (brush RLE), tasks carrying data.image_id."""
-    sd = pkg.split("train")
-    tasks = []
-    for image_id in ids:
-        rec = sd.image(image_id)
-        result = [{"id": f"r{k}", "type": "brushlabels", "from_name": "label", "to_name": "image",
-                   "original_width": rec.width, "original_height": rec.height,
-                   "value": {"format": "rle", "rle": encode_mask(m), "brushlabels": [name]}}
-                  for k, (name, m) in enumerate(_masks(pkg, image_id))]
-        tasks.append({"data": {"image_id": image_id}, "annotations": [{"result": result, "was_cancelled": False}]})
-    path.write_text(json.dumps(tasks))
-    return path
 
 
 def test_plan_and_task_files(pkg: DatasetPackage, tmp_path: Path) -> None:
@@ -110,7 +61,7 @@ def test_score_flags_exactly_the_classes_under_the_threshold(pkg: DatasetPackage
     assert iou["gripper"] == pytest.approx(2 / 3)
     assert iou["robot_arm"] == 1.0 and iou["cable"] == 1.0 and iou["ghost"] is None
     sd = pkg.split("train")
-    bg = [(sd.image(i).width * sd.image(i).height) - sum(int(m.sum()) for _, m in _masks(pkg, i)) for i in ids]
+    bg = [(sd.image(i).width * sd.image(i).height) - sum(int(m.sum()) for _, m in masks_of(pkg, i)) for i in ids]
     bg_iou = sum(bg) / (sum(bg) + 18 * len(ids))  # c adds 18 background px per image
     assert iou["background"] == pytest.approx((1 + 2 * bg_iou) / 3)
     assert doc["status"] == "failed" and doc["flagged_classes"] == ["gripper"] and doc["not_measured"] == ["ghost"]
