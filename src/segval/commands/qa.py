@@ -131,7 +131,7 @@ def run_sam_audit(cfg: DictConfig) -> dict[str, Any]:
 
 def run_pilot(cfg: DictConfig) -> dict[str, Any]:
     """Plan the guideline pilot (no ``sets``) or score it (``pilot=`` + ``sets=[...]``)."""
-    from segval.commands._common import as_list, output_dir, progress
+    from segval.commands._common import as_list, output_dir
     from segval.relabel.pilot import format_pilot
 
     out = output_dir(cfg)

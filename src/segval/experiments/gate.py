@@ -568,9 +568,7 @@ def evaluate_gate(policy: GatePolicy | Mapping[str, Any], *, candidate: Any, bas
     if qa_rule is not None:
         rules.append(qa_rule)
     rules += _agreement_rules(policy, agreement)
-    pilot_rule = _pilot_rule(policy, pilot, ds_info.get("name") if ok else None)
-    if pilot_rule is not None:
-        rules.append(pilot_rule)
+    rules += [r for r in [_pilot_rule(policy, pilot, ds_info.get("name") if ok else None)] if r is not None]
     checks = [r for r in rules if r["kind"] != "runs"]
     if not checks:
         rules.append(_rule("policy", "policy", False, f"policy {policy.name!r} has no rule that checks the candidate: "

@@ -1,16 +1,13 @@
 """What goes into the annotation guideline of a package (``segval dataset guideline``).
 
-:func:`build_guideline` reads a package once (:func:`scan_instances`) and decides the content; the
+:func:`build_guideline` reads a package once (:func:`segval.qa.examples.scan_instances`) and decides the content; the
 documents are drawn by :mod:`segval.report.guideline`. Everything is deterministic for the same inputs.
 
 * **Class table**: id, name, colour, group, thing / stuff, ``description`` (dataset.yaml), pixel share
   (pixels of the class in the semantic label maps of the scanned splits / all their pixels), instances.
-* **Positive examples** per class (:func:`select_diverse`): ``examples`` non-crowd instances, spread over
-  size (log area), occlusion (share of the outline touching another instance or the image border) and
-  position (box centre), farthest-point order from the most typical one (median size, least occluded).
-  No two come from the same video (an image without ``video_id`` is its own video) while an unused video
-  has a candidate; then no two from the same image while one is left; among those, instances at least
-  ``min_size`` are preferred.
+* **Positive examples** per class: ``examples`` non-crowd instances picked to be diverse in size, occlusion
+  and position, never two from one video while another video has one
+  (:func:`segval.qa.examples.select_diverse`).
 * **Hard examples** per class: queue items of the class (their ``reason``), the class's ``worst_images``
   in ``findings.json``, then the images of ``per_image.csv`` where the model missed most pixels of it.
 * **Rules** seeded from the taxonomy (:func:`class_rules`): "label visible pixels only" for the groups in
@@ -30,16 +27,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 
-from segval.dataset.semantic import rasterize_semantic
 from segval.errors import ConfigError, DatasetError
+from segval.qa.examples import (CropRequest, InstanceRef, Scan, instance_order, read_crops, scan_instances,
+                                 select_diverse)
 from segval.report.guideline import Crop
 from segval.report.mosaic import crop_box
 
-__all__ = ["Crop", "GuidelineConfig", "GuidelineContent", "InstanceRef", "build_guideline", "check_inputs",
-           "class_anchor", "class_rules", "class_section_title", "confusion_pairs", "scan_instances",
-           "select_diverse"]
+__all__ = ["Crop", "GuidelineConfig", "GuidelineContent", "build_guideline", "changelog_entry", "check_inputs",
+           "check_into_package", "class_anchor", "class_rules", "class_section_title", "confusion_pairs"]
 
 SCHEMA_VERSION = 1
 
@@ -84,40 +80,6 @@ class GuidelineConfig:
         self.visible_only_groups = tuple(str(g) for g in self.visible_only_groups)
 
 
-@dataclass(frozen=True)
-class InstanceRef:
-    """One non-crowd instance of the package, with what example selection needs.
-
-    Attributes:
-        bbox: tight box of the mask ``(x, y, w, h)`` in px.
-        occlusion: share of the mask's outline pixels touching another instance or the image border, [0, 1].
-        cx, cy: box centre over the image width / height, [0, 1].
-    """
-
-    split: str
-    image_id: int
-    file_name: str
-    video_id: int | None
-    annotation_id: int
-    category_id: int
-    bbox: tuple[int, int, int, int]
-    area: int
-    occlusion: float
-    cx: float
-    cy: float
-
-    @property
-    def unit(self) -> tuple[Any, ...]:
-        """The video the instance comes from (an image without video is its own)."""
-        return (self.split, "video", self.video_id) if self.video_id is not None else (self.split, "image",
-                                                                                      self.image_id)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"split": self.split, "image_id": self.image_id, "file_name": self.file_name,
-                "video_id": self.video_id, "annotation_id": self.annotation_id, "bbox": list(self.bbox),
-                "area": self.area, "occlusion": round(self.occlusion, 4)}
-
-
 @dataclass
 class GuidelineContent:
     """``doc``: the guideline as JSON (``guideline.json``); ``crops``: crop key -> :class:`Crop`."""
@@ -134,109 +96,6 @@ def class_anchor(cat_id: int) -> str:
 def class_section_title(cat_id: int, name: str) -> str:
     """The heading of a class section (the pilot names sections by it)."""
     return f"Class {int(cat_id)}: {name}"
-
-
-# ---------------------------------------------------------------------------------------- scanning
-@dataclass
-class Scan:
-    """What :func:`scan_instances` found: instances, pixels per category id (and ``255``), images."""
-
-    instances: list[InstanceRef]
-    pixels: np.ndarray
-    images: int
-
-
-def _occlusion(mask: np.ndarray, others: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """Share of the outline pixels of ``mask`` (bool[H, W]) with a 4-neighbour in ``others`` or outside the image."""
-    x, y, w, h = box
-    H, W = mask.shape
-    x0, y0, x1, y1 = max(0, x - 1), max(0, y - 1), min(W, x + w + 1), min(H, y + h + 1)
-    m = np.pad(mask[y0:y1, x0:x1], 1, constant_values=False)
-    # beyond the image counts as "another object" (a cut-off instance); elsewhere the window has a 1 px margin
-    o = np.pad(others[y0:y1, x0:x1], 1, constant_values=((y0 == 0, y1 == H), (x0 == 0, x1 == W)))
-    inner = m[1:-1, 1:-1]
-    edge = inner & ~(m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:])
-    n_edge = int(edge.sum())
-    if n_edge == 0:
-        return 0.0
-    touching = edge & (o[:-2, 1:-1] | o[2:, 1:-1] | o[1:-1, :-2] | o[1:-1, 2:])
-    return float(touching.sum()) / n_edge
-
-
-def scan_instances(pkg: Any, splits: Sequence[str] | None = None, *,
-                   progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None) -> Scan:
-    """Every non-crowd instance of ``splits`` (all when None) as :class:`InstanceRef`, and the semantic pixel
-    count per category id (the rasterisation rule of :mod:`segval.dataset.semantic`)."""
-    tax = pkg.taxonomy
-    names = list(splits) if splits else list(pkg.splits)
-    for s in names:
-        if s not in pkg.splits:
-            raise ConfigError(f"split {s!r} is not in the package (splits: {list(pkg.splits)})")
-    pixels = np.zeros(256, dtype=np.int64)
-    out: list[InstanceRef] = []
-    n_images = 0
-    for s in names:
-        sd = pkg.split(s)
-        for rec in (progress(sd.images) if progress else sd.images):
-            n_images += 1
-            masks = sd.masks(rec)
-            lm = rasterize_semantic(rec.height, rec.width, [(int(a["category_id"]), rl, rl.area, int(a["id"]))
-                                                            for a, rl in masks], tax.background_id)
-            pixels += np.bincount(lm.ravel(), minlength=256)
-            decoded = [(a, rl.decode()) for a, rl in masks]
-            count = np.zeros((rec.height, rec.width), dtype=np.uint16)
-            for _, m in decoded:
-                count += m
-            for a, m in decoded:
-                if int(a.get("iscrowd", 0) or 0) or int(a["category_id"]) == tax.background_id:
-                    continue
-                ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
-                if not len(ys):
-                    continue
-                box = (int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1))
-                occ = _occlusion(m, (count - m) > 0, box)
-                out.append(InstanceRef(s, int(rec.id), rec.file_name, rec.video_id, int(a["id"]),
-                                       int(a["category_id"]), box, int(m.sum()), occ,
-                                       (box[0] + box[2] / 2) / rec.width, (box[1] + box[3] / 2) / rec.height))
-    return Scan(out, pixels, n_images)
-
-
-# ---------------------------------------------------------------------------------------- selection
-def _order(r: InstanceRef) -> tuple[Any, ...]:
-    return (r.split, r.image_id, r.annotation_id)
-
-
-def select_diverse(cands: Sequence[InstanceRef], k: int, *,
-                   min_size: tuple[int, int] = (20, 20)) -> list[InstanceRef]:
-    """``k`` instances spread over size, occlusion and position (see the module doc); deterministic.
-
-    >>> refs = [InstanceRef("train", i, f"{i}.png", i // 2, i, 1, (0, 0, 30, 30), 900 + i, 0.0, 0.5, 0.5)
-    ...         for i in range(6)]
-    >>> sorted({r.video_id for r in select_diverse(refs, 3)})   # three videos, never two from one
-    [0, 1, 2]
-    """
-    pool = sorted(cands, key=_order)
-    if k <= 0 or not pool:
-        return []
-    big = {i for i, r in enumerate(pool) if r.bbox[2] >= min_size[0] and r.bbox[3] >= min_size[1]}
-    la = np.log(np.array([max(r.area, 1) for r in pool], dtype=np.float64))
-    span = float(la.max() - la.min()) or 1.0
-    feats = np.stack([(la - la.min()) / span, [r.occlusion for r in pool],
-                      0.5 * np.array([r.cx for r in pool]), 0.5 * np.array([r.cy for r in pool])], axis=1)
-    first_pool = sorted(big) or list(range(len(pool)))
-    med = float(np.median(la[first_pool]))
-    chosen = [min(first_pool, key=lambda i: (abs(la[i] - med), pool[i].occlusion, i))]
-    while len(chosen) < min(k, len(pool)):
-        units = {pool[i].unit for i in chosen}
-        images = {(pool[i].split, pool[i].image_id) for i in chosen}
-        rest = [i for i in range(len(pool)) if i not in chosen]
-        # 1. an unused video, 2. an unused image, 3. anything; within that, at least min_size when possible
-        fresh = [i for i in rest if pool[i].unit not in units] or \
-            [i for i in rest if (pool[i].split, pool[i].image_id) not in images] or rest
-        fresh = [i for i in fresh if i in big] or fresh
-        dist = np.min(np.linalg.norm(feats[fresh][:, None, :] - feats[chosen][None, :, :], axis=2), axis=1)
-        chosen.append(fresh[int(np.argmax(dist))])  # argmax: the first of equals, so ties keep file order
-    return [pool[i] for i in chosen]
 
 
 # ---------------------------------------------------------------------------------------- inputs
@@ -407,49 +266,6 @@ def confusion_pairs(findings: Mapping[str, Any] | None, queue: Mapping[str, Any]
 
 
 # ---------------------------------------------------------------------------------------- crops
-@dataclass
-class _CropRequest:
-    key: str
-    split: str
-    image_id: int
-    window: tuple[int, int, int, int] | None  # x0, y0, x1, y1; None: the whole image
-    annotation_ids: list[int] | None = None  # outline these ...
-    category_ids: set[int] | None = None  # ... else every annotation of these classes in the window
-    caption: str = ""
-
-
-def _visible(color: Sequence[int]) -> tuple[int, int, int]:
-    """The outline colour of a class: its own, or white when it is too dark to see."""
-    r, g, b = (int(v) for v in color)
-    return (255, 255, 255) if 0.299 * r + 0.587 * g + 0.114 * b < 40 else (r, g, b)
-
-
-def read_crops(pkg: Any, requests: Sequence[_CropRequest]) -> dict[str, Crop]:
-    """The pixels of every request (each image read once)."""
-    colors = {c.id: _visible(c.color) for c in pkg.taxonomy}
-    by_image: dict[tuple[str, int], list[_CropRequest]] = {}
-    for r in requests:
-        by_image.setdefault((r.split, r.image_id), []).append(r)
-    out: dict[str, Crop] = {}
-    for (split, image_id), reqs in sorted(by_image.items()):
-        sd = pkg.split(split)
-        rec = sd.image(image_id)
-        image = sd.read_image(rec)
-        masks = [(int(a["id"]), int(a["category_id"]), rl) for a, rl in sd.masks(rec)]
-        for r in reqs:
-            x0, y0, x1, y1 = r.window or (0, 0, rec.width, rec.height)
-            wanted = [(aid, cid, rl) for aid, cid, rl in masks if r.annotation_ids and aid in r.annotation_ids]
-            if not wanted and r.category_ids:
-                wanted = [(aid, cid, rl) for aid, cid, rl in masks if cid in r.category_ids]
-            outlines = []
-            for _, cid, rl in wanted:
-                m = rl.decode()[y0:y1, x0:x1]
-                if m.any():
-                    outlines.append((m, colors[cid]))
-            out[r.key] = Crop(np.ascontiguousarray(image[y0:y1, x0:x1]), outlines, r.caption)
-    return out
-
-
 def _example_caption(r: InstanceRef) -> str:
     return (f"{r.split}/{r.file_name} (image {r.image_id}, annotation {r.annotation_id}): {r.bbox[2]}x{r.bbox[3]} px, "
             f"outline {100 * r.occlusion:.0f}% against other objects or the border")
@@ -459,14 +275,14 @@ def _example_key(r: InstanceRef) -> str:
     return f"ex_{r.split}_{r.image_id}_{r.annotation_id}"
 
 
-def _request(r: InstanceRef, pkg: Any, pad: float, caption: str | None = None) -> _CropRequest:
+def _request(r: InstanceRef, pkg: Any, pad: float, caption: str | None = None) -> CropRequest:
     rec = pkg.split(r.split).image(r.image_id)
-    return _CropRequest(_example_key(r), r.split, r.image_id, crop_box(r.bbox, rec.height, rec.width, pad=pad),
+    return CropRequest(_example_key(r), r.split, r.image_id, crop_box(r.bbox, rec.height, rec.width, pad=pad),
                         annotation_ids=[r.annotation_id], caption=caption or _example_caption(r))
 
 
 def _hard_request(h: dict[str, Any], cat: Any, key: str, pkg: Any, by_image: Mapping[tuple[str, int], list[InstanceRef]],
-                  pad: float) -> _CropRequest | None:
+                  pad: float) -> CropRequest | None:
     """The crop of a hard example: the queue item's region, else the class's instances in the image, else the
     whole image; None when the image is not in the package."""
     split = h["split"]
@@ -490,7 +306,7 @@ def _hard_request(h: dict[str, Any], cat: Any, key: str, pkg: Any, by_image: Map
     else:
         window = None
         h["reason"] += f" (no {cat.name} annotated in this image)"
-    return _CropRequest(key, split, rec.id, window, annotation_ids=h.get("annotation_ids") or None,
+    return CropRequest(key, split, rec.id, window, annotation_ids=h.get("annotation_ids") or None,
                         category_ids={cat.id}, caption=f"{split}/{rec.file_name} (image {rec.id}): {h['reason']}")
 
 
@@ -517,7 +333,7 @@ def _agreement_of(agreement: Mapping[str, Any] | None, name: str) -> dict[str, A
 
 
 def _class_entries(pkg: Any, scan: Scan, cfg: GuidelineConfig, agreement: Mapping[str, Any] | None,
-                   requests: list[_CropRequest]) -> list[dict[str, Any]]:
+                   requests: list[CropRequest]) -> list[dict[str, Any]]:
     tax = pkg.taxonomy
     total = int(scan.pixels.sum())
     classes = []
@@ -542,7 +358,7 @@ def _class_entries(pkg: Any, scan: Scan, cfg: GuidelineConfig, agreement: Mappin
 def _hard_section(pkg: Any, scan: Scan, classes: list[dict[str, Any]], cfg: GuidelineConfig, *,
                   findings: Mapping[str, Any] | None, per_image: Sequence[Mapping[str, Any]] | None,
                   queue: Mapping[str, Any] | None, run_split: str | None, notes: list[str],
-                  requests: list[_CropRequest]) -> None:
+                  requests: list[CropRequest]) -> None:
     by_image: dict[tuple[str, int], list[InstanceRef]] = {}
     for r in scan.instances:
         by_image.setdefault((r.split, r.image_id), []).append(r)
@@ -574,12 +390,12 @@ def _hard_section(pkg: Any, scan: Scan, classes: list[dict[str, Any]], cfg: Guid
 
 
 def _min_size_section(pkg: Any, scan: Scan, cfg: GuidelineConfig, classes: Sequence[Mapping[str, Any]],
-                      requests: list[_CropRequest]) -> dict[str, Any]:
+                      requests: list[CropRequest]) -> dict[str, Any]:
     names = {c.id: c.name for c in pkg.taxonomy}
     groups = {c.id: c.group for c in pkg.taxonomy}
     picks: list[InstanceRef] = []
     images: set[tuple[str, int]] = set()
-    for r in sorted(scan.instances, key=lambda r: (r.area, _order(r))):
+    for r in sorted(scan.instances, key=lambda r: (r.area, instance_order(r))):
         if len(picks) >= cfg.smallest:
             break
         if (r.split, r.image_id) not in images:
@@ -599,7 +415,7 @@ def _min_size_section(pkg: Any, scan: Scan, cfg: GuidelineConfig, classes: Seque
 
 def _pairs_section(pkg: Any, scan: Scan, classes: Sequence[Mapping[str, Any]], cfg: GuidelineConfig, *,
                    findings: Mapping[str, Any] | None, queue: Mapping[str, Any] | None,
-                   requests: list[_CropRequest]) -> list[dict[str, Any]]:
+                   requests: list[CropRequest]) -> list[dict[str, Any]]:
     by_name = {c["name"]: c for c in classes}
     qsplit = (queue or {}).get("split")
     out = []
@@ -609,7 +425,7 @@ def _pairs_section(pkg: Any, scan: Scan, classes: Sequence[Mapping[str, Any]], c
             cid = by_name[name]["id"]
             flagged = {int(i) for i in p["images"]}
             mine = sorted((r for r in scan.instances if r.category_id == cid and r.split == qsplit
-                           and r.image_id in flagged), key=lambda r: (-r.area, _order(r)))
+                           and r.image_id in flagged), key=lambda r: (-r.area, instance_order(r)))
             chosen: list[InstanceRef] = []
             for r in mine:  # one per image, the largest instance of the class there
                 if len(chosen) < cfg.pair_crops and r.image_id not in {c.image_id for c in chosen}:
@@ -649,7 +465,7 @@ def build_guideline(pkg: Any, *, findings: Mapping[str, Any] | None = None,
     check_inputs(pkg.taxonomy, findings=findings, queue=queue, agreement=agreement, paths=sources)
     scan = scan_instances(pkg, cfg.splits, progress=progress)
     notes: list[str] = []
-    requests: list[_CropRequest] = []
+    requests: list[CropRequest] = []
     classes = _class_entries(pkg, scan, cfg, agreement, requests)
     has_run = findings is not None or per_image is not None or queue is not None
     if has_run:
