@@ -34,8 +34,9 @@ DEMO_RUN ?= outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 
 ## demo: the whole loop on CPU, offline (`segval demo run`, each stage a real segval command): render demo
 ## tabletop data, inject known label errors, QA, train a small SegFormer, analyze, relabel queue with SAM 2
-## proposals, an oracle answers it with the clean truth, import as a new version, retrain, compare, gate;
-## prints errors injected / found in the queue, mIoU before -> after, per-class deltas, the gate verdict
+## proposals, an oracle answers it with the clean truth, import as a new version, retrain, compare, gate,
+## the annotation guideline of the new version; prints errors injected / found in the queue, mIoU before ->
+## after, per-class deltas, the gate verdict and where the guideline is
 demo: install
 	$(BIN)/segval demo run hydra.run.dir=$(DEMO_RUN)
 

@@ -11,6 +11,7 @@ import pytest
 from segval.dataset.package import DatasetPackage
 
 from tests.helpers import run_segval
+from tests.qa.guideline_package import write_package
 
 TINY_RENDER = ["render.videos.train=3", "render.videos.val=1", "render.frames_per_video=4", "render.width=96",
                "render.height=72"]
@@ -42,6 +43,9 @@ def test_demo_loop_end_to_end(tmp_path: Path) -> None:
     out = res.stdout
     assert "errors injected:" in out and "errors found in queue:" in out and "mIoU before -> after:" in out
     assert "gate verdict:" in out and "summary:" in out
+    # the loop ends with the guideline of the relabelled package, from the analyze run and the queue
+    assert summary["guideline"]["html"] == str(work / "guideline" / "guideline.html")
+    assert (work / "guideline" / "guideline.html").is_file() and "annotation guideline:" in out
     for key in ("mIoU_before", "mIoU_after"):
         assert 0.0 <= summary[key] <= 1.0
 
@@ -96,3 +100,42 @@ def test_demo_bad_input(tmp_path: Path, shapes_root: Path) -> None:
                       f"output={tmp_path / 'cvat.json'}", f"hydra.run.dir={tmp_path / 'run5'}", cwd=tmp_path)
     assert good.returncode == 0 and "oracle answered 1 of 1 queued images" in good.stdout, good.output[-2000:]
     assert len(json.loads((tmp_path / "cvat.json").read_text())["images"]) == 1
+
+
+def test_demo_guideline_stage(tmp_path: Path) -> None:
+    """The guideline stage as `segval demo run` builds and runs it, on what the analyze and queue stages leave."""
+    from hydra import compose, initialize_config_module
+
+    from segval.commands.demo import stage_args
+    from segval.demo.loop import format_summary, run_stage, summarize
+
+    root = write_package(tmp_path / "relabelled")
+    work = tmp_path / "demo"
+    (work / "analyze").mkdir(parents=True)
+    (work / "analyze" / "findings.json").write_text(json.dumps({
+        "split": "val", "dataset": {"class_names": ["background", "robot_arm", "gripper", "cable", "ghost"],
+                                    "taxonomy_ids": [0, 1, 2, 3, 4], "version": "1.1.0"},
+        "classes": [{"name": "cable", "status": "weak", "worst_images": [{"image_id": 8, "reason": "missed"}],
+                     "causes": []}]}))
+    (work / "queue").mkdir()
+    (work / "queue" / "queue.json").write_text(json.dumps({
+        "schema_version": 1, "dataset": {"name": "arms", "version": "1.1.0"}, "split": "train",
+        "items": [{"rank": 1, "item_id": "i", "image_id": 2, "file_name": "train1.png", "class": "gripper",
+                   "category_id": 2, "annotation_ids": [5], "region": None, "reason": "a swap"}],
+        "label_confusions": [{"pair": ["gripper", "robot_arm"], "annotations": 2, "directions": {}, "images": [2]}]}))
+    with initialize_config_module(config_module="segval.conf", version_base="1.3"):
+        cfg = compose("demo_run", overrides=[f"work={work}", f"relabelled={root}"])
+    names = list(cfg.stages)
+    assert names[-1] == "guideline" and names.index("guideline") > names.index("queue") > names.index("analyze")
+    args = stage_args(cfg, "guideline")
+    assert args == ["dataset", "guideline", f"data.root={root}", f"run_dir={work}/analyze",
+                    f"queue={work}/queue/queue.json", f"hydra.run.dir={work}/guideline"]
+    run_stage("guideline", args, ok=list(cfg.stages.guideline.ok), log_dir=work / "logs")
+    md = (work / "guideline" / "guideline.md").read_text()
+    assert "relabel queue rank 1: a swap" in md and "### gripper vs robot\\_arm" in md
+    assert "the run was made on version 1.1.0" in md  # the queue / run are of the version before the relabelling
+    (work / "errors.json").write_text(json.dumps({"images": 7, "counts": {}, "items": []}))
+    s = summarize({"manifest": work / "errors.json", "guideline": work / "guideline"})
+    assert s["guideline"] == {"html": str(work / "guideline" / "guideline.html"),
+                              "markdown": str(work / "guideline" / "guideline.md")}
+    assert f"annotation guideline:   {work / 'guideline' / 'guideline.html'} (+ guideline.md)" in format_summary(s)

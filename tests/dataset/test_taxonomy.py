@@ -144,3 +144,40 @@ def test_group_read_from_a_group_named_supercategory() -> None:
         [{"id": 1, "name": "bar", "supercategory": "thin"}, {"id": 2, "name": "cup", "supercategory": "kitchen"}]
     )
     assert {c.name: c.group for c in t.categories} == {"background": "stuff", "bar": "thin", "cup": "rigid"}
+
+
+def test_description_and_part_of_round_trip_through_the_writer(tmp_path) -> None:
+    from segval.dataset.package import DatasetPackage
+    from segval.dataset.writer import PackageWriter
+
+    tax = Taxonomy([
+        Category(0, "background", (0, 0, 0), False, "stuff"),
+        Category(1, "robot_arm", (10, 20, 30), True, "rigid", description="links and joints of the arm"),
+        Category(2, "gripper", (40, 50, 60), True, "rigid", description="  fingers and palm\n", part_of="robot_arm"),
+    ], background_id=0)
+    assert tax.category(2).description == "fingers and palm" and tax.category(2).part_of == "robot_arm"
+    d = tax.to_dict()["taxonomy"]
+    assert d[1]["description"] == "links and joints of the arm" and "part_of" not in d[1]
+    assert d[2]["part_of"] == "robot_arm"
+    assert "description" not in d[0] and "part_of" not in d[0]  # unset keys are not written
+    with PackageWriter(tmp_path / "pkg", name="p", version="1.0.0", taxonomy=tax, splits=["train"]) as w:
+        w.add_image("train", np.zeros((4, 4, 3), np.uint8), "a.png", instances=[])
+    back = DatasetPackage.open(tmp_path / "pkg").taxonomy
+    assert back == tax
+    assert back.category(2).part_of == "robot_arm" and back.category(1).description == "links and joints of the arm"
+
+
+def test_part_of_must_name_another_class_without_cycles() -> None:
+    bg = Category(0, "background", (0, 0, 0), False, "stuff")
+    with pytest.raises(ValueError, match="part_of 'robot_arm' is not a class of the taxonomy"):
+        Taxonomy([bg, Category(2, "gripper", (1, 1, 1), True, "rigid", part_of="robot_arm")], background_id=0)
+    with pytest.raises(ValueError, match="part_of names the class itself"):
+        Category(2, "gripper", (1, 1, 1), True, "rigid", part_of="gripper")
+    with pytest.raises(ValueError, match="cycle: a -> b -> a"):
+        Taxonomy([bg, Category(1, "a", (1, 1, 1), True, "rigid", part_of="b"),
+                  Category(2, "b", (2, 2, 2), True, "rigid", part_of="a")], background_id=0)
+    with pytest.raises(ValueError, match="description must be a string"):
+        Category(1, "a", (1, 1, 1), True, "rigid", description=3)
+    with pytest.raises(DatasetError, match="part_of 'arm' is not a class"):
+        Taxonomy.from_dict({"taxonomy": [{"id": 0, "name": "background"},
+                                         {"id": 1, "name": "gripper", "part_of": "arm"}]}, path="dataset.yaml")

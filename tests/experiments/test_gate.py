@@ -282,3 +282,34 @@ def test_outputs_junit_and_markdown(good, tmp_path):
     md = paths["markdown"].read_text()
     assert md.startswith("# segval gate: FAIL") and "**class/mug**" in md
     assert render_markdown(v) == md and render_junit(v) == paths["junit"].read_text()
+
+
+def pilot_doc(status="passed", name="shapes"):
+    classes = [{"name": "mug", "IoU": 0.9 if status == "passed" else 0.6, "flagged": status == "failed"},
+               {"name": "cable", "IoU": 0.85, "flagged": False}]
+    return {"schema_version": 1, "kind": "segval guideline pilot", "status": status, "threshold": 0.8,
+            "dataset": {"name": name, "version": "1.1.0"}, "annotators": ["a", "b", "c"], "images": [{}] * 20,
+            "classes": classes, "flagged_classes": [c["name"] for c in classes if c["flagged"]]}
+
+
+def test_pilot_rule(good, tmp_path):
+    cand, _ = good
+    pol = {"min_metrics": {"mIoU": 0.3}, "pilot": {"required": True}}
+    missing = failed(evaluate_gate(pol, candidate=cand))
+    assert "requires a passed guideline pilot" in missing["pilot"]
+    assert evaluate_gate(pol, candidate=cand, pilot=pilot_doc())["status"] == "pass"
+    assert rule(evaluate_gate(pol, candidate=cand, pilot=pilot_doc()), "pilot")["reason"].endswith(
+        "pilot passed (3 annotators x 20 images, every measured class >= 80.00%)")
+    assert "planned but not scored" in failed(evaluate_gate(pol, candidate=cand, pilot=pilot_doc("planned")))["pilot"]
+    why = failed(evaluate_gate(pol, candidate=cand, pilot=pilot_doc("failed")))["pilot"]
+    assert "pilot failed" in why and "mug 60.00%" in why and "cable" not in why
+    assert "pilot of dataset 'other'" in failed(evaluate_gate(pol, candidate=cand, pilot=pilot_doc(name="other")))["pilot"]
+    (tmp_path / "p").mkdir()
+    assert "does not exist" in failed(evaluate_gate(pol, candidate=cand, pilot=tmp_path / "p"))["pilot"]
+    (tmp_path / "p" / "pilot.json").write_text(json.dumps({"status": "passed"}))
+    assert "not a pilot.json" in failed(evaluate_gate(pol, candidate=cand, pilot=tmp_path / "p"))["pilot"]
+    # not required: no rule without a pilot, a given one is still judged
+    assert "pilot" not in {r["name"] for r in evaluate_gate({"min_metrics": {"mIoU": 0.3}}, candidate=cand)["rules"]}
+    assert "pilot" in failed(evaluate_gate({"min_metrics": {"mIoU": 0.3}}, candidate=cand, pilot=pilot_doc("failed")))
+    with pytest.raises(Exception, match="pilot.required must be true or false"):
+        evaluate_gate({"pilot": {"required": "yes"}}, candidate=cand)

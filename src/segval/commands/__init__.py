@@ -76,6 +76,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(("dataset", "diff"), "added / changed / deprecated ids, pixels per class"),
     Command(("dataset", "publish"), "upload a released version to the Hugging Face Hub (tag per version; "
                                     "publish.dry_run=true)"),
+    Command(("dataset", "guideline"), "the annotation guideline from the data: class table, examples, rules, pairs "
+                                      "to clarify (guideline.md + self-contained .html)"),
     Command(("relabel", "queue"), "ranked relabel queue (queue.json/csv) from findings + model-free evidence"),
     Command(("relabel", "embed"), "SAM 2 image embeddings into the cache (Lightning predict, resumable)"),
     Command(("relabel", "propose"), "SAM 2 proposals for a queue (proposals.json)"),
@@ -84,6 +86,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(("qa", "sample"), "reproducible review sample (15%), stratified by class and annotator"),
     Command(("qa", "sam-audit"), "IoU of SAM-assisted masks vs their manual corrections per class; larger sample "
                                  "when < 90%"),
+    Command(("qa", "pilot"), "the guideline pilot: plan (N images x M annotators, LS / CVAT tasks) or score it "
+                             "(per-class agreement, classes under 80% -> sections to clarify)"),
     Command(("domain-gap",), "one checkpoint on the annotation split and a second domain: gap per class"),
     Command(("demo", "inject"), "copy a clean package with known label errors; errors.json outside"),
     Command(("demo", "oracle"), "answer a relabel queue with the clean truth (CVAT COCO 1.0)"),

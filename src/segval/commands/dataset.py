@@ -9,10 +9,11 @@
     segval dataset release source=<working package> releases=<folder of versions> bump=minor notes="..."
     segval dataset diff a=<package> b=<package>
     segval dataset publish releases=<folder of versions> repo_id=<org>/<name> [publish.dry_run=true]
+    segval dataset guideline data.root=<package> [run_dir=<analyze run>] [queue=<queue.json>] [into_package=true]
 
 Each function composes, calls the library and prints what it decided and where it wrote it; the work is in
 :mod:`segval.dataset` (import / export), :mod:`segval.qa.resplit`, :mod:`segval.qa.stats`,
-:mod:`segval.qa.cleanup` and :mod:`segval.release`.
+:mod:`segval.qa.cleanup`, :mod:`segval.qa.guideline` + :mod:`segval.report.guideline` and :mod:`segval.release`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from segval.commands._common import dispatch, progress, require, segval_app
+from segval.commands._common import dispatch, open_package, output_dir, progress, require, segval_app
 from segval.errors import ConfigError, DatasetError
 from segval.io import write_json, write_text
 
@@ -328,6 +329,86 @@ def run_publish(cfg: DictConfig) -> dict[str, Any]:
     return res
 
 
+# ---------------------------------------------------------------------------------------- guideline
+def _guideline_inputs(cfg: DictConfig) -> dict[str, Any]:
+    """findings / metrics, per_image rows and their split from ``run_dir``; the queue; the agreement file."""
+    import json
+
+    from segval.analysis.run_files import load_agreement
+    from segval.metrics.per_image_csv import read_per_image_csv
+    from segval.relabel.queue import read_queue
+
+    out: dict[str, Any] = {"findings": None, "per_image": None, "run_split": None, "queue": None, "agreement": None,
+                           "sources": {}}
+    if cfg.run_dir:
+        run = Path(str(cfg.run_dir))
+        files = {n: run / n for n in ("findings.json", "metrics.json", "per_image.csv") if (run / n).is_file()}
+        if not run.is_dir() or not files:
+            raise ConfigError(f"run_dir={run} holds no findings.json, metrics.json or per_image.csv; give a "
+                              "`segval analyze` run directory (or a train / eval run)")
+        doc_path = files.get("findings.json") or files.get("metrics.json")
+        if doc_path is not None:
+            try:
+                out["findings"] = json.loads(doc_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as err:
+                raise DatasetError(f"cannot read it as JSON ({err})", path=doc_path) from None
+            out["run_split"] = out["findings"].get("split")
+            out["sources"]["findings" if doc_path.name == "findings.json" else "metrics"] = doc_path
+        if "per_image.csv" in files:
+            out["per_image"] = read_per_image_csv(files["per_image.csv"])
+            out["sources"]["per_image"] = files["per_image.csv"]
+    if cfg.queue:
+        out["queue"] = read_queue(str(cfg.queue))
+        out["sources"]["queue"] = out["queue"].pop("_path")
+    if cfg.agreement:
+        path = Path(str(cfg.agreement))
+        path = path / "agreement.json" if path.is_dir() else path
+        out["agreement"] = load_agreement(str(path))
+        out["sources"]["agreement"] = path
+    return out
+
+
+def run_guideline(cfg: DictConfig) -> dict[str, Any]:
+    """The annotation guideline of a package (:mod:`segval.qa.guideline`, drawn by :mod:`segval.report.guideline`):
+    into the run directory, or with ``into_package=true`` into ``<package>/guideline/`` + a CHANGELOG entry."""
+    from segval.dataset.versioning import prepend_changelog
+    from segval.qa.guideline import GuidelineConfig, build_guideline, changelog_entry, check_into_package
+    from segval.report.guideline import write_guideline
+
+    pkg = open_package(cfg)
+    into = bool(cfg.get("into_package"))
+    if into:
+        check_into_package(pkg)  # before the scan: a read-only release is refused at once
+    g = OmegaConf.to_container(cfg.guideline, resolve=True)
+    side = int(g.pop("side", 160))
+    gcfg = GuidelineConfig(**{**g, "min_size": tuple(g["min_size"]), "visible_only_groups": tuple(g["visible_only_groups"])})
+    inputs = _guideline_inputs(cfg)
+    content = build_guideline(pkg, findings=inputs["findings"], per_image=inputs["per_image"], queue=inputs["queue"],
+                              agreement=inputs["agreement"], run_split=inputs["run_split"], config=gcfg,
+                              sources=inputs["sources"], progress=progress("guideline"))
+    doc = content.doc
+    out = pkg.root / "guideline" if into else output_dir(cfg)
+    paths = write_guideline(out, doc, content.crops, side=side)
+    if into:
+        prepend_changelog(pkg.root, changelog_entry(doc))
+    empty = [c["name"] for c in doc["classes"] if c["no_examples"]]
+    n_hard = sum(len(c["hard"] or []) for c in doc["classes"])
+    print(f"guideline of {pkg.name} {pkg.version} (content hash {doc['dataset']['content_hash'][:12]}): "
+          f"{len(doc['classes'])} classes, {sum(len(c['examples']) for c in doc['classes'])} positive examples, "
+          + (f"{n_hard} hard examples, " if doc["hard_examples"] else "no hard examples (no run / queue), ")
+          + f"{len(doc['pairs'])} pair(s) to clarify")
+    if empty:
+        print(f"classes with no example yet: {', '.join(empty)}")
+    for p in doc["pairs"]:
+        print(f"pair to clarify: {p['pair'][0]} vs {p['pair'][1]}")
+    for n in doc["notes"]:
+        print(f"note: {n}")
+    if into:
+        print(f"written into the package: {out} (CHANGELOG: {pkg.root / 'CHANGELOG.md'})")
+    print(f"guideline: {paths['html']}\n           {paths['markdown']}\n           {paths['json']}")
+    return {"doc": doc, "paths": {k: str(v) for k, v in paths.items()}}
+
+
 main_import = segval_app("dataset_import")(run_import)
 main_export = segval_app("dataset_export")(run_export)
 main_split = segval_app("dataset_split")(run_split)
@@ -336,8 +417,10 @@ main_clean = segval_app("dataset_clean")(run_clean)
 main_release = segval_app("dataset_release")(run_release)
 main_diff = segval_app("dataset_diff")(run_diff)
 main_publish = segval_app("dataset_publish")(run_publish)
+main_guideline = segval_app("dataset_guideline")(run_guideline)
 
 if __name__ == "__main__":
     dispatch("segval.commands.dataset", {"import": main_import, "export": main_export, "split": main_split,
                                          "stats": main_stats, "clean": main_clean, "release": main_release,
-                                         "diff": main_diff, "publish": main_publish})
+                                         "diff": main_diff, "publish": main_publish,
+                                         "guideline": main_guideline})

@@ -105,10 +105,46 @@ def _override_value(value) -> str:
     return str(value)
 
 
-def run_run(cfg: DictConfig) -> dict:
-    """The whole loop (``make demo``): each stage of ``conf/demo_run.yaml`` as a real ``segval`` process."""
+#: the stages that read the dataset config (``data:``) and those that train with ``train:``
+DATA_STAGES = ("qa", "qa_after", "train_before", "eval_train", "train_after", "queue", "import")
+TRAIN_STAGES = ("train_before", "train_after")
+
+
+def stage_args(cfg: DictConfig, name: str) -> list[str]:
+    """The ``segval`` arguments of stage ``name`` of ``conf/demo_run.yaml``: its ``args`` (the relabel budget and
+    the first checkpoint filled in from what earlier stages wrote), the injection settings, the data and training
+    configs where the stage reads them, then its ``extra``.
+
+    Raises:
+        ConfigError: the stage's words are not a segval command.
+    """
     import json
 
+    work = Path(cfg.work)
+    if name == "queue" and cfg.budget is None:
+        manifest = json.loads(Path(cfg.manifest).read_text(encoding="utf-8"))
+        cfg.budget = 2 * len(manifest["items"])
+    if name == "eval_train" and cfg.ckpt_before is None:
+        metrics = json.loads((work / "train_before" / "metrics.json").read_text(encoding="utf-8"))
+        cfg.ckpt_before = metrics["checkpoint"]
+    stage = cfg.stages[name]
+    args = [str(a) for a in stage.args]
+    if name == "inject":
+        args += [f"inject.{key}={_override_value(v)}"
+                 for key, v in OmegaConf.to_container(cfg.inject, resolve=True).items()]
+    command = find_command(args)
+    if command is None:
+        raise ConfigError(f"stage {name}: `segval {' '.join(args[:2])}` is not a segval command")
+    n_words = len(command.words)
+    if name in DATA_STAGES:
+        args[n_words:n_words] = [str(x) for x in cfg.data]
+    if name in TRAIN_STAGES:
+        args[n_words:n_words] = [str(x) for x in cfg.train]
+    return args + [str(x) for x in stage.extra]
+
+
+def run_run(cfg: DictConfig) -> dict:
+    """The whole loop (``make demo``): each stage of ``conf/demo_run.yaml`` as a real ``segval`` process."""
     from segval.demo.loop import format_summary, run_stage, summarize
     from segval.io import write_json
 
@@ -116,35 +152,13 @@ def run_run(cfg: DictConfig) -> dict:
     logs = work / "logs"
     timings: dict[str, float] = {}
     names = list(cfg.stages)
-    data = [str(x) for x in cfg.data]
     for k, name in enumerate(names):
-        stage = cfg.stages[name]
-        args = [str(a) for a in stage.args]
-        if name == "queue" and cfg.budget is None:
-            manifest = json.loads(Path(cfg.manifest).read_text(encoding="utf-8"))
-            cfg.budget = 2 * len(manifest["items"])
-            args = [str(a) for a in stage.args]
-        if name == "eval_train" and cfg.ckpt_before is None:
-            metrics = json.loads((work / "train_before" / "metrics.json").read_text(encoding="utf-8"))
-            cfg.ckpt_before = metrics["checkpoint"]
-            args = [str(a) for a in stage.args]
-        if name == "inject":
-            args += [f"inject.{key}={_override_value(v)}"
-                     for key, v in OmegaConf.to_container(cfg.inject, resolve=True).items()]
-        command = find_command(args)
-        if command is None:
-            raise ConfigError(f"stage {name}: `segval {' '.join(args[:2])}` is not a segval command")
-        n_words = len(command.words)
-        if name in ("qa", "qa_after", "train_before", "eval_train", "train_after", "queue", "import"):
-            args[n_words:n_words] = data
-        if name in ("train_before", "train_after"):
-            args[n_words:n_words] = [str(x) for x in cfg.train]
-        args += [str(x) for x in stage.extra]
-        timings[name] = run_stage(name, args, ok=list(stage.ok), log_dir=logs, index=f"[{k + 1}/{len(names)}] ")
+        timings[name] = run_stage(name, stage_args(cfg, name), ok=list(cfg.stages[name].ok), log_dir=logs,
+                                  index=f"[{k + 1}/{len(names)}] ")
     summary = summarize({"manifest": cfg.manifest, "queue": work / "queue" / "queue.json",
                          "before": work / "train_before", "after": work / "train_after",
                          "analyze": work / "analyze", "compare": work / "compare", "gate": work / "gate",
-                         "relabelled": cfg.relabelled}, timings)
+                         "guideline": work / "guideline", "relabelled": cfg.relabelled}, timings)
     out = write_json(work / "demo.json", summary)
     print(format_summary(summary))
     print(f"summary: {out.resolve()}")

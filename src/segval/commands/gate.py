@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise
     verdict = evaluate_gate(policy, candidate=candidate, baseline=baseline or None, qa=cfg.qa,
                             agreement=cfg.agreement, candidate_version=cfg.get("candidate_version"),
-                            baseline_version=cfg.get("baseline_version"))
+                            baseline_version=cfg.get("baseline_version"), pilot=cfg.get("pilot"))
     paths = write_verdict(verdict, out_dir)
     for r in verdict["rules"]:
         if r["status"] == "fail":

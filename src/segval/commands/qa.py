@@ -3,11 +3,15 @@
     segval qa data=package data.root=<package> qa.fail_on=warning
     segval qa sample data=package data.root=<package> split=train fraction=0.15 seed=0
     segval qa sam-audit data.root=<imported version> proposals=<relabel run>/proposals.json
+    segval qa pilot data.root=<package> images=20 annotators=3            # plan the guideline pilot
+    segval qa pilot pilot=<plan run> sets=[a.json,b.json,c.json]          # score it
 
 ``qa`` runs the QA checks (:mod:`segval.qa.runner`) and writes qa.json + qa.md into the run directory; exit
 code 0 clean, 1 findings at or above ``qa.fail_on``, 2 could not run (bad data or config). ``sample`` writes
 sample.json, sample.csv and sample.md (:mod:`segval.qa.sampling`); ``sam-audit`` writes sam_audit.json and
-sam_audit.md (:mod:`segval.qa.sam_audit`).
+sam_audit.md (:mod:`segval.qa.sam_audit`); ``pilot`` writes pilot.json + pilot.md (+ the annotators' task files
+when planning, agreement.json when scoring; :mod:`segval.relabel.pilot`, which writes Label Studio / CVAT files and
+so lives in ``relabel``).
 """
 
 from __future__ import annotations
@@ -125,11 +129,85 @@ def run_sam_audit(cfg: DictConfig) -> dict[str, Any]:
     return doc
 
 
+def run_pilot(cfg: DictConfig) -> dict[str, Any]:
+    """Plan the guideline pilot (no ``sets``) or score it (``pilot=`` + ``sets=[...]``)."""
+    from segval.commands._common import as_list, output_dir
+    from segval.relabel.pilot import format_pilot
+
+    out = output_dir(cfg)
+    sets = as_list(cfg.sets, "sets")
+    doc = _score_pilot(cfg, sets) if sets else _plan_pilot(cfg, out)
+    write_json(out / "pilot.json", doc)
+    write_text(out / "pilot.md", format_pilot(doc))
+    if doc["status"] == "planned":
+        print(f"pilot planned: {len(doc['annotators'])} annotators x {len(doc['images'])} images of "
+              f"{doc['dataset']['name']} {doc['dataset']['version']} / {doc['split']} ({doc['videos']} videos)")
+        for name, files in doc["tasks"].items():
+            print(f"  {name}: " + ", ".join(f"{v}" for k, v in files.items() if k in ("labelstudio", "cvat")))
+        print(f"score it with: segval qa pilot pilot={out / 'pilot.json'} sets=[<one export per annotator>]")
+    else:
+        write_json(out / "agreement.json", doc["agreement"])
+        for c in doc["classes"]:
+            iou = "n/a" if c["IoU"] is None else f"{100 * c['IoU']:.1f}%"
+            print(f"  {c['name']}: {iou}" + ("  BELOW" if c["flagged"] else ""))
+        print(f"pilot {doc['status'].upper()}: {len(doc['flagged_classes'])} class(es) under "
+              f"{100 * doc['threshold']:.0f}% inter-annotator IoU")
+        for s in doc["sections_to_clarify"]:
+            print(f"  clarify '{s['section']}'" + (f" (most confused with {s['partner']})" if s["partner"] else "")
+                  + "; images " + ", ".join(str(im["image_id"]) for im in s["images"]))
+        print(f"agreement: {out / 'agreement.json'}")
+    print(f"pilot: {out / 'pilot.json'}\n       {out / 'pilot.md'}")
+    return doc
+
+
+def _plan_pilot(cfg: DictConfig, out: Path) -> dict[str, Any]:
+    from segval.relabel.pilot import plan_pilot, write_tasks
+
+    if cfg.pilot:
+        raise ConfigError("pilot= is given but sets= is empty: to score a pilot pass the returned sets "
+                          "(sets=[a.json,b.json,...]); to plan a new one leave pilot= out")
+    pkg = open_package(cfg, plain_coco=False)
+    annotators = cfg.annotators if isinstance(cfg.annotators, int) else [str(a) for a in cfg.annotators]
+    plan = plan_pilot(pkg, str(cfg.split), images=int(cfg.images), annotators=annotators, seed=int(cfg.seed),
+                      threshold=0.8 if cfg.threshold is None else float(cfg.threshold), guideline=str(cfg.guideline) if cfg.guideline else None)
+    plan["tasks"] = write_tasks(plan, pkg, out / "tasks", fmt=str(cfg.format), prefill=bool(cfg.prefill),
+                                image_url=cfg.image_url)
+    plan["prefill"] = bool(cfg.prefill)
+    return plan
+
+
+def _score_pilot(cfg: DictConfig, sets: list[str]) -> dict[str, Any]:
+    from omegaconf import open_dict
+
+    from segval.commands._common import progress
+    from segval.relabel.pilot import score_pilot
+
+    if not cfg.pilot:
+        raise ConfigError("sets= needs pilot=<the planned pilot.json or its run directory>")
+    path = Path(str(cfg.pilot))
+    path = path / "pilot.json" if path.is_dir() else path
+    if not path.is_file():
+        raise ConfigError(f"pilot={path}: not found; plan the pilot first (segval qa pilot data.root=...)")
+    plan = json.loads(path.read_text(encoding="utf-8"))
+    if not cfg.data.get("root") and not cfg.data.get("annotations"):
+        with open_dict(cfg):
+            cfg.data.root = (plan.get("dataset") or {}).get("root")
+    pkg = open_package(cfg, plain_coco=False)
+    if pkg.name != (plan.get("dataset") or {}).get("name"):
+        raise ConfigError(f"the pilot was planned on dataset {plan.get('dataset', {}).get('name')!r}, data.root is "
+                          f"{pkg.name!r}")
+    doc = score_pilot(plan, pkg, sets, threshold=None if cfg.threshold is None else float(cfg.threshold), min_pixels=int(cfg.min_pixels),
+                      examples=int(cfg.examples), progress=progress("pilot"))
+    doc["scored"]["pilot"] = str(path)
+    return doc
+
+
 main_sample = segval_app("qa_sample")(run_sample)
 main_sam_audit = segval_app("qa_sam_audit")(run_sam_audit)
+main_pilot = segval_app("qa_pilot")(run_pilot)
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] in ("sample", "sam-audit"):
-        dispatch("segval.commands.qa", {"sample": main_sample, "sam-audit": main_sam_audit})
+    if len(sys.argv) > 1 and sys.argv[1] in ("sample", "sam-audit", "pilot"):
+        dispatch("segval.commands.qa", {"sample": main_sample, "sam-audit": main_sam_audit, "pilot": main_pilot})
     else:
         main()

@@ -68,6 +68,11 @@ class Category:
         transparent: optional flag (dataset.yaml ``transparent: true``) for glass, clear plastic and
             other see-through classes, which need more examples (:mod:`segval.qa.targets`); written to
             dataset.yaml only when True, so existing files are unchanged.
+        description: optional one-paragraph definition of the class for annotators (dataset.yaml
+            ``description:``; shown in the annotation guideline); written only when set.
+        part_of: optional name of the class this one is a part of (``gripper`` part_of ``robot_arm``):
+            the guideline gets the split rule for the pair; the taxonomy checks it names another class.
+            Written only when set.
     """
 
     id: int
@@ -76,6 +81,8 @@ class Category:
     isthing: bool
     group: str
     transparent: bool = False
+    description: str | None = None
+    part_of: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.id, bool) or not isinstance(self.id, (int, np.integer)):
@@ -103,9 +110,18 @@ class Category:
             raise ValueError(
                 f"category {self.name!r} (id {self.id}): group must be one of {list(GROUPS)}, got {self.group!r}"
             )
+        for key in ("description", "part_of"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"category {self.name!r} (id {self.id}): {key} must be a string, got {value!r}")
+            object.__setattr__(self, key, value.strip() or None if isinstance(value, str) else None)
+        if self.part_of is not None and self.part_of == self.name:
+            raise ValueError(f"category {self.name!r} (id {self.id}): part_of names the class itself; "
+                             "name the class it is a part of (e.g. gripper part_of robot_arm)")
 
     def to_dict(self) -> dict[str, Any]:
-        """The dataset.yaml form: ``{id, name, color, isthing, group}`` (+ ``transparent: true`` when set)."""
+        """The dataset.yaml form: ``{id, name, color, isthing, group}`` (+ ``transparent: true``, ``description``,
+        ``part_of`` when set)."""
         out = {
             "id": self.id,
             "name": self.name,
@@ -115,6 +131,10 @@ class Category:
         }
         if self.transparent:
             out["transparent"] = True
+        if self.description is not None:
+            out["description"] = self.description
+        if self.part_of is not None:
+            out["part_of"] = self.part_of
         return out
 
 
@@ -145,6 +165,21 @@ class Taxonomy:
                 raise ValueError(f"category name {c.name!r} appears twice in the taxonomy")
             seen_ids.add(c.id)
             seen_names.add(c.name)
+        for c in cats:
+            if c.part_of is not None and c.part_of not in seen_names:
+                raise ValueError(
+                    f"category {c.name!r} (id {c.id}): part_of {c.part_of!r} is not a class of the taxonomy "
+                    f"(classes: {sorted(seen_names)}); name the whole it is a part of, or drop part_of"
+                )
+        whole_of = {c.name: c.part_of for c in cats if c.part_of is not None}
+        for name in whole_of:
+            chain, cur = [name], whole_of[name]
+            while cur is not None:
+                if cur in chain:
+                    raise ValueError(f"part_of forms a cycle: {' -> '.join([*chain, cur])}; a part cannot contain "
+                                     "its whole")
+                chain.append(cur)
+                cur = whole_of.get(cur)
         if background_id is not None:
             background_id = int(background_id)
             if background_id not in seen_ids:
@@ -387,4 +422,4 @@ def _category_from_mapping(e: Mapping[str, Any], *, is_background: bool) -> Cate
         group = "rigid" if isthing else "stuff"
     transparent = e.get("transparent", False)
     return Category(cat_id, str(e["name"]), tuple(color), isthing, group,
-                    False if transparent is None else transparent)
+                    False if transparent is None else transparent, e.get("description"), e.get("part_of"))

@@ -1,7 +1,8 @@
 """`segval demo run`: the whole loop, each stage a real ``segval`` command in its own process.
 
 render -> inject -> qa -> train (corrupted) -> analyze -> eval on train -> relabel queue (+ SAM 2
-proposals) -> oracle -> relabel import (new version) -> retrain -> compare -> gate -> summary.
+proposals) -> oracle -> relabel import (new version) -> retrain -> compare -> gate -> annotation guideline
+(of the relabelled package, with the analyze findings and the queue) -> summary.
 
 The stages and their arguments live in ``conf/demo_run.yaml`` (``stages.<name>.args``, OmegaConf
 interpolations of this run's paths); each one runs as ``python -m segval.cli <args>`` and must exit
@@ -69,7 +70,8 @@ def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, floa
     Args:
         paths: ``manifest`` (errors.json), ``queue`` (queue.json), ``before`` / ``after`` (train run
             directories), ``analyze`` (the analyze run directory), ``compare`` / ``gate`` (run
-            directories; optional), ``relabelled`` (the imported package; optional).
+            directories; optional), ``guideline`` (the guideline run directory; optional), ``relabelled``
+            (the imported package; optional).
         timings: seconds per stage.
     """
     p = {k: Path(v) for k, v in paths.items() if v}
@@ -104,6 +106,9 @@ def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, floa
         if key in p and (p[key] / rel).is_file() and key not in reports:
             reports[key] = str(p[key] / rel)
     m_before, m_after = _miou(before), _miou(after)
+    guideline = None
+    if "guideline" in p and (p["guideline"] / "guideline.html").is_file():
+        guideline = {"html": str(p["guideline"] / "guideline.html"), "markdown": str(p["guideline"] / "guideline.md")}
     return {
         "errors_injected": len(injected),
         "injected_by_kind": {k: v for k, v in manifest["counts"].items() if v},
@@ -125,6 +130,7 @@ def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, floa
                                            "failed": gate.get("failed") or [],
                                            "file": str(p["gate"] / "verdict.json")},
         "reports": reports,
+        "guideline": guideline,
         "paths": {k: str(v) for k, v in p.items()},
         "timings_s": dict(timings or {}),
     }
@@ -167,6 +173,8 @@ def format_summary(s: Mapping[str, Any]) -> str:
                                                                         if g["failed"] else "") + f" ({g['file']})"))
     for k, v in s["reports"].items():
         lines.append(f"report ({k}):" + " " * max(1, 14 - len(k)) + v)
+    if s.get("guideline"):
+        lines.append(f"annotation guideline:   {s['guideline']['html']} (+ guideline.md)")
     if s["timings_s"]:
         total = sum(s["timings_s"].values())
         lines.append(f"time: {total / 60:.1f} min (" + ", ".join(f"{k} {v:.0f}s" for k, v in s["timings_s"].items()) + ")")

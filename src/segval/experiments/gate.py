@@ -33,6 +33,9 @@ rule                                  fails when
 ``agreement/<group>``,                 (``agreement.required`` or an agreement.json given) no readable
 ``agreement/class/<name>``             agreement.json, a group / class IoU below its target (the policy's
                                        ``agreement.targets``, else the file's), or undefined
+``pilot``                              (``pilot.required`` or a pilot.json given) no readable pilot.json of
+                                       ``segval qa pilot``, a pilot planned but not scored, a failed pilot
+                                       (a class under its threshold), or a pilot of another dataset
 ==================================== =====================================================================
 
 Exit codes: 0 pass, 1 fail, 2 cannot decide (an unreadable or invalid policy or configuration:
@@ -88,6 +91,7 @@ class GatePolicy:
         qa: ``{"required": bool, "fail_on": None | info | warning | error}``.
         agreement: ``{"required": bool, "targets": {group: IoU}, "classes": bool}`` (``classes``: also each
             class against its group's target).
+        pilot: ``{"required": bool}``: a scored, passed guideline pilot (``segval qa pilot``) must be given.
     """
 
     name: str = "default"
@@ -104,6 +108,7 @@ class GatePolicy:
     noise_k: float = 2.0
     qa: dict[str, Any] = field(default_factory=lambda: {"required": False, "fail_on": None})
     agreement: dict[str, Any] = field(default_factory=lambda: {"required": False, "targets": {}, "classes": False})
+    pilot: dict[str, Any] = field(default_factory=lambda: {"required": False})
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, *, source: str = "policy") -> GatePolicy:
@@ -173,6 +178,12 @@ class GatePolicy:
         p.agreement = {"required": bool(ag.get("required", False)),
                        "targets": floors("agreement.targets", ag.get("targets")),
                        "classes": bool(ag.get("classes", False))}
+        pi = dict(p.pilot or {})
+        if set(pi) - {"required"}:
+            raise ConfigError(f"{source}: pilot allows the key required; got {sorted(pi)}")
+        if not isinstance(pi.get("required", False), bool):
+            raise ConfigError(f"{source}: pilot.required must be true or false, got {pi['required']!r}")
+        p.pilot = {"required": bool(pi.get("required", False))}
         return p
 
     @property
@@ -481,9 +492,39 @@ def _agreement_rules(policy: GatePolicy, agreement: Any) -> list[dict[str, Any]]
     return rules
 
 
+def _pilot_rule(policy: GatePolicy, pilot: Any, dataset: str | None) -> dict[str, Any] | None:
+    """A scored, passed guideline pilot of the candidate's dataset (fails closed when required and missing)."""
+    if pilot is None:
+        if policy.pilot["required"]:
+            return _rule("pilot", "pilot", False, "the policy requires a passed guideline pilot, but no pilot.json was "
+                                                  "given (run segval qa pilot, plan then score, and pass pilot=<it>)")
+        return None
+    doc, where = _load_doc(pilot, "pilot.json")
+    if doc is None:
+        return _rule("pilot", "pilot", False, f"pilot result unavailable: {where}")
+    status = doc.get("status")
+    if doc.get("kind") != "segval guideline pilot" or status not in ("planned", "passed", "failed"):
+        return _rule("pilot", "pilot", False, f"{where} is not a pilot.json of segval qa pilot")
+    name = (doc.get("dataset") or {}).get("name")
+    if dataset is not None and name != dataset:
+        return _rule("pilot", "pilot", False, f"{where} is a pilot of dataset {name!r}, the candidate is {dataset!r}")
+    if status == "planned":
+        return _rule("pilot", "pilot", False, f"{where}: the pilot was planned but not scored (segval qa pilot "
+                                              "pilot=<it> sets=[...] scores the returned sets)", value=status)
+    thr = optional_float(doc.get("threshold"))
+    if status == "failed":
+        low = [f"{c['name']} {_pct(optional_float(c.get('IoU')))}" for c in doc.get("classes") or [] if c.get("flagged")]
+        return _rule("pilot", "pilot", False, f"{where}: pilot failed, classes under {_pct(thr)} inter-annotator IoU: "
+                                              f"{', '.join(low) or doc.get('flagged_classes')}; clarify their guideline "
+                                              "sections and run the pilot again", value=status, threshold=thr)
+    n = len(doc.get("annotators") or [])
+    return _rule("pilot", "pilot", True, f"{where}: pilot passed ({n} annotators x {len(doc.get('images') or [])} "
+                                         f"images, every measured class >= {_pct(thr)})", value=status, threshold=thr)
+
+
 def evaluate_gate(policy: GatePolicy | Mapping[str, Any], *, candidate: Any, baseline: Any = None, qa: Any = None,
                   agreement: Any = None, candidate_version: str | None = None,
-                  baseline_version: str | None = None) -> dict[str, Any]:
+                  baseline_version: str | None = None, pilot: Any = None) -> dict[str, Any]:
     """The verdict of ``policy`` on the candidate runs.
 
     Args:
@@ -492,6 +533,7 @@ def evaluate_gate(policy: GatePolicy | Mapping[str, Any], *, candidate: Any, bas
         baseline: the same for the baseline version (needed by regression rules).
         qa: ``qa.json`` (path, folder holding it, or its dict) of the candidate's package, or None.
         agreement: ``agreement.json`` (path, folder, or dict), or None.
+        pilot: ``pilot.json`` of ``segval qa pilot`` (path, folder, or dict), or None.
         candidate_version, baseline_version: keep only the runs of this dataset version (e.g. both from one sweep
             over versions); a run whose version is unknown is kept (and so judged, never dropped).
 
@@ -526,6 +568,7 @@ def evaluate_gate(policy: GatePolicy | Mapping[str, Any], *, candidate: Any, bas
     if qa_rule is not None:
         rules.append(qa_rule)
     rules += _agreement_rules(policy, agreement)
+    rules += [r for r in [_pilot_rule(policy, pilot, ds_info.get("name") if ok else None)] if r is not None]
     checks = [r for r in rules if r["kind"] != "runs"]
     if not checks:
         rules.append(_rule("policy", "policy", False, f"policy {policy.name!r} has no rule that checks the candidate: "

@@ -12,7 +12,9 @@
   then stratum order), so every stratum's share matches the split's to within one image.
 * **Draw**: within a stratum, a permutation of its image ids (sorted) by
   ``numpy.random.default_rng([seed, stratum number])``: the same seed, split and package give the
-  same sample, and changing one stratum does not reshuffle the others.
+  same sample, and changing one stratum does not reshuffle the others. With ``spread_videos`` (the guideline
+  pilot) the permutation is reordered so a stratum takes one image of each video before a second of any
+  (an image without ``video_id`` is its own video).
 """
 
 from __future__ import annotations
@@ -55,8 +57,24 @@ def allocate(sizes: Sequence[int], n: int) -> list[int]:
     return out
 
 
+def spread_over_videos(order: Sequence[int], video_of: Sequence[Any]) -> list[int]:
+    """``order`` (positions) reordered so each video's first position comes before any video's second, and so
+    on, keeping ``order`` within each round.
+
+    >>> spread_over_videos([0, 1, 2, 3], ["a", "a", "b", "c"])
+    [0, 2, 3, 1]
+    """
+    seen: Counter = Counter()
+    rounds = []
+    for pos, i in enumerate(order):
+        rounds.append((seen[video_of[i]], pos, i))
+        seen[video_of[i]] += 1
+    return [i for _, _, i in sorted(rounds)]
+
+
 def review_sample(pkg: Any, split: str, *, fraction: float | None = DEFAULT_FRACTION, size: int | None = None,
-                  seed: int = 0, by: Sequence[str] = BY, annotator_missing: str = "error") -> dict[str, Any]:
+                  seed: int = 0, by: Sequence[str] = BY, annotator_missing: str = "error",
+                  spread_videos: bool = False) -> dict[str, Any]:
     """Draw the review sample (see the module doc).
 
     Returns:
@@ -104,8 +122,12 @@ def review_sample(pkg: Any, split: str, *, fraction: float | None = DEFAULT_FRAC
     for number, (k, m) in enumerate(zip(keys, counts, strict=True)):
         ids = sorted(strata[k])
         rng = np.random.default_rng([int(seed), number])
-        for i in rng.permutation(len(ids))[:m]:
-            chosen[ids[int(i)]] = k
+        order = [int(i) for i in rng.permutation(len(ids))]
+        if spread_videos:
+            videos = [sd.image(i).video_id if sd.image(i).video_id is not None else ("image", i) for i in ids]
+            order = spread_over_videos(order, videos)
+        for i in order[:m]:
+            chosen[ids[i]] = k
         rows.append({"stratum": dict(zip(by, k, strict=True)), "population": len(ids), "sampled": m})
     items = []
     for image_id in sorted(chosen):

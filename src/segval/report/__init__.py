@@ -4,6 +4,8 @@
   class frequency vs IoU and boundary IoU vs IoU (matplotlib, Agg backend, PNG bytes).
 * :mod:`~segval.report.mosaic`: image | ground truth | prediction | error map of the worst images.
 * :mod:`~segval.report.analyze`: the Markdown and HTML documents, written atomically.
+* :mod:`~segval.report.guideline`: the annotation guideline's ``guideline.md`` / self-contained ``guideline.html``
+  (content: :mod:`segval.qa.guideline`).
 
 ``segval analyze`` (:mod:`segval.commands.analyze`) puts them together from a run directory.
 """

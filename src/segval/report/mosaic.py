@@ -34,8 +34,11 @@ __all__ = [
     "MAX_IMAGES",
     "MosaicItem",
     "colorize",
+    "crop_box",
     "error_map",
+    "fit",
     "load_items",
+    "outline",
     "overlay",
     "predict",
     "render_mosaic",
@@ -120,6 +123,67 @@ def error_map(image: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> np.ndarray
     out[(gt != pred) & ~ignore] = ERROR_COLOR
     out[ignore] = IGNORE_COLOR
     return out
+
+
+def outline(image: np.ndarray, mask: np.ndarray, color: Sequence[int], *, thickness: int = 1) -> np.ndarray:
+    """Draw the inner boundary of ``mask`` on a copy of ``image``: the mask pixels within ``thickness`` px
+    (4-connected) of a pixel outside it or of the image border.
+
+    Args:
+        image: uint8[H, W, 3].
+        mask: bool[H, W].
+        color: RGB.
+        thickness: boundary width in pixels (>= 1).
+
+    Returns:
+        uint8[H, W, 3].
+
+    >>> m = np.zeros((5, 5), bool); m[1:4, 1:4] = True
+    >>> int((outline(np.zeros((5, 5, 3), np.uint8), m, (255, 0, 0))[..., 0] > 0).sum())   # the ring of a 3x3
+    8
+    """
+    m = np.asarray(mask, dtype=bool)
+    inner = m.copy()
+    for _ in range(max(1, int(thickness))):
+        p = np.pad(inner, 1, constant_values=False)
+        inner = inner & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    out = np.array(image, dtype=np.uint8, copy=True)
+    out[m & ~inner] = np.asarray(color, dtype=np.uint8)
+    return out
+
+
+def crop_box(bbox: Sequence[float], height: int, width: int, *, pad: float = 0.25,
+             min_side: int = 24) -> tuple[int, int, int, int]:
+    """The window ``(x0, y0, x1, y1)`` (end exclusive, inside the image) around a COCO ``bbox`` [x, y, w, h],
+    widened by ``pad`` x its size on each side and to at least ``min_side`` px where the image allows.
+
+    >>> crop_box([10, 10, 4, 4], 100, 100, pad=0.5, min_side=8)
+    (8, 8, 16, 16)
+    """
+    x, y, w, h = (float(v) for v in bbox)
+    cx, cy = x + w / 2, y + h / 2
+    half_w = max(w * (0.5 + pad), min_side / 2)
+    half_h = max(h * (0.5 + pad), min_side / 2)
+    x0, x1 = int(np.floor(max(0.0, cx - half_w))), int(np.ceil(min(float(width), cx + half_w)))
+    y0, y1 = int(np.floor(max(0.0, cy - half_h))), int(np.ceil(min(float(height), cy + half_h)))
+    return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+
+def fit(arr: np.ndarray, side: int, *, nearest: bool) -> np.ndarray:
+    """Scale so the longest side is ``side`` px (up or down; nearest neighbour for labels / masks, PIL for
+    images: bicubic up, box filter down)."""
+    h, w = arr.shape[:2]
+    scale = side / max(h, w)
+    if scale <= 1:
+        return _downscale(arr, side, nearest=nearest)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if nearest:
+        ys = np.minimum((np.arange(size[1]) + 0.5) * h / size[1], h - 1).astype(int)
+        xs = np.minimum((np.arange(size[0]) + 0.5) * w / size[0], w - 1).astype(int)
+        return arr[ys[:, None], xs[None, :]]
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(arr).resize(size, Image.Resampling.BICUBIC))
 
 
 def _downscale(arr: np.ndarray, max_side: int, *, nearest: bool) -> np.ndarray:
