@@ -8,6 +8,7 @@ that only read results (``segval gate``) start fast.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import os
@@ -91,3 +92,20 @@ def optional_float(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(x) else x
+
+
+def shipped_defaults(config: str, key: str) -> Any:
+    """The ``key`` block (dotted) of ``conf/<config>.yaml`` as shipped with segval.
+
+    A command's settings have their defaults written once, in its YAML (where ``--cfg job`` shows them and
+    Hydra overrides them); the dataclass that checks the settings reads its defaults from here.
+    """
+    from importlib import resources
+
+    import yaml
+
+    text = resources.files("segval").joinpath("conf").joinpath(f"{config}.yaml").read_text(encoding="utf-8")
+    block = yaml.safe_load(text)
+    for part in key.split("."):
+        block = block[part]
+    return copy.deepcopy(block)

@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from segval.io import optional_float
+from segval.io import optional_float, shipped_defaults
 from segval.dataset.taxonomy import GROUPS
 from segval.io import write_json
 
@@ -75,7 +75,9 @@ SCHEMA_VERSION = 1
 #: Cause names, in the order they are checked (ties in strength keep this order).
 CAUSES = ("confusion", "few_examples", "boundary", "small_objects", "annotator_disagreement", "unexplained")
 #: Inter-annotator IoU targets per taxonomy group (an agreement file's ``targets`` override them).
-DEFAULT_AGREEMENT_TARGETS: dict[str, float] = {"rigid": 0.85, "deformable": 0.75, "thin": 0.70, "stuff": 0.85}
+#: the defaults of DiagnosisConfig: conf/analyze.yaml's diagnosis: block
+_DEFAULTS = shipped_defaults("analyze", "diagnosis")
+DEFAULT_AGREEMENT_TARGETS: dict[str, float] = dict(_DEFAULTS["agreement_targets"])
 
 FINDINGS_SCHEMA: dict[str, Any] = {
     "schema_version": "int, 1",
@@ -135,7 +137,8 @@ FINDINGS_SCHEMA: dict[str, Any] = {
 # ---------------------------------------------------------------------------------- config
 @dataclass
 class DiagnosisConfig:
-    """Thresholds of the diagnosis (all fractions in [0, 1] unless stated).
+    """Thresholds of the diagnosis (all fractions in [0, 1] unless stated); the defaults are conf/analyze.yaml's
+    ``diagnosis:`` block (one place).
 
     Attributes:
         threshold: a class is weak when its IoU is below this.
@@ -157,17 +160,17 @@ class DiagnosisConfig:
             override these; a class without a known group gets the lowest target).
     """
 
-    threshold: float = 0.40
-    thresholds_by_group: dict[str, float] = field(default_factory=dict)
-    few_examples_ratio: float = 0.25
-    small_object_area: float = 1024.0
-    boundary_acc_min: float = 0.6
-    iou_gap: float = 0.25
-    boundary_iou_ratio: float = 0.6
-    confusion_min_share: float = 0.15
-    symmetric_ratio: float = 0.5
-    merge_iou: float = 0.25
-    worst_k: int = 10
+    threshold: float = _DEFAULTS["threshold"]
+    thresholds_by_group: dict[str, float] = field(default_factory=lambda: dict(_DEFAULTS["thresholds_by_group"]))
+    few_examples_ratio: float = _DEFAULTS["few_examples_ratio"]
+    small_object_area: float = float(_DEFAULTS["small_object_area"])
+    boundary_acc_min: float = _DEFAULTS["boundary_acc_min"]
+    iou_gap: float = _DEFAULTS["iou_gap"]
+    boundary_iou_ratio: float = _DEFAULTS["boundary_iou_ratio"]
+    confusion_min_share: float = _DEFAULTS["confusion_min_share"]
+    symmetric_ratio: float = _DEFAULTS["symmetric_ratio"]
+    merge_iou: float = _DEFAULTS["merge_iou"]
+    worst_k: int = _DEFAULTS["worst_k"]
     agreement_targets: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_AGREEMENT_TARGETS))
 
     def __post_init__(self) -> None:

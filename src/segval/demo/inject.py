@@ -52,6 +52,7 @@ from segval.dataset.rle import encode_coco_rle
 from segval.dataset.semantic import rasterize_semantic
 from segval.dataset.taxonomy import Taxonomy
 from segval.errors import ConfigError, DatasetError
+from segval.io import shipped_defaults
 
 __all__ = [
     "KINDS",
@@ -71,13 +72,14 @@ __all__ = [
 MANIFEST_SCHEMA_VERSION = 1
 #: every kind of injected error, in the order they are planned (most constrained first)
 KINDS = ("swap", "wrong_region", "erode", "simplify", "dilate", "shift", "drop")
-DEFAULT_MIX: dict[str, float] = {"swap": 0.3, "drop": 0.15, "dilate": 0.1, "erode": 0.1, "simplify": 0.1,
-                                 "shift": 0.15, "wrong_region": 0.1}
+#: the defaults of InjectConfig: conf/demo_inject.yaml's inject: block
+_DEFAULTS = shipped_defaults("demo_inject", "inject")
+DEFAULT_MIX: dict[str, float] = dict(_DEFAULTS["mix"])
 
 
 @dataclass(frozen=True)
 class InjectConfig:
-    """What to inject.
+    """What to inject (the defaults are conf/demo_inject.yaml's ``inject:`` block).
 
     Args:
         rate: fraction of the split's images corrupted (one error each), in [0, 1].
@@ -91,15 +93,15 @@ class InjectConfig:
         seed: the generator seed.
     """
 
-    rate: float = 0.15
+    rate: float = _DEFAULTS["rate"]
     mix: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
-    swap_pairs: Sequence[Sequence[str]] = (("lego", "cube"), ("ball", "soccer_ball"))
-    boundary_px: int = 3
-    simplify_tolerance: float = 3.0
-    shift_px: int = 8
-    min_pixels: int = 64
-    split: str = "train"
-    seed: int = 0
+    swap_pairs: Sequence[Sequence[str]] = tuple(tuple(p) for p in _DEFAULTS["swap_pairs"])
+    boundary_px: int = _DEFAULTS["boundary_px"]
+    simplify_tolerance: float = _DEFAULTS["simplify_tolerance"]
+    shift_px: int = _DEFAULTS["shift_px"]
+    min_pixels: int = _DEFAULTS["min_pixels"]
+    split: str = _DEFAULTS["split"]
+    seed: int = _DEFAULTS["seed"]
 
     def check(self, taxonomy: Taxonomy | None = None) -> None:
         """ConfigError naming the bad field (and, with ``taxonomy``, unknown class names)."""

@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 
 from segval.errors import DatasetError
+from segval.io import shipped_defaults
 
-#: Inter-annotator IoU targets per taxonomy group (the seed's: rigid 85 %, deformable 75 %, thin 70 %).
-DEFAULT_TARGETS: dict[str, float] = {"rigid": 0.85, "deformable": 0.75, "thin": 0.70, "stuff": 0.85}
+#: Inter-annotator IoU targets per taxonomy group (the seed's: rigid 85 %, deformable 75 %, thin 70 %), from
+#: conf/agreement.yaml's targets: block
+DEFAULT_TARGETS: dict[str, float] = dict(shipped_defaults("agreement", "targets"))
 IGNORE = 255
 DEFINITION = (
     "per pair of annotation sets, per class: IoU = sum over images of intersection / sum over images of "

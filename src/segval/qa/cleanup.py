@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 from segval.dataset.rle import encode_coco_rle
+from segval.io import shipped_defaults
 
 __all__ = ["CleanParams", "clean_mask", "clean_package", "open_close", "refine_edges", "remove_small_components"]
 
@@ -178,22 +179,26 @@ def refine_edges(
     return out
 
 
+#: the defaults of CleanParams: conf/dataset_clean.yaml's steps: block
+_STEPS = shipped_defaults("dataset_clean", "steps")
+
+
 @dataclass(frozen=True)
 class CleanParams:
-    """Which steps run and their parameters (mirrors ``conf/dataset_clean.yaml``)."""
+    """Which steps run and their parameters; the defaults are ``conf/dataset_clean.yaml``'s ``steps:`` block."""
 
-    morphology: bool = True
-    morph_iterations: int = 1
-    morph_open: bool = True
-    morph_close: bool = True
-    refine: bool = True
-    refine_radius: int = 4
-    refine_band: int = 3
-    refine_sigma_spatial: float = 4.0
-    refine_sigma_color: float = 0.1
-    refine_iterations: int = 3
-    components: bool = True
-    min_pixels: int = 16
+    morphology: bool = _STEPS["morphology"]["enabled"]
+    morph_iterations: int = _STEPS["morphology"]["iterations"]
+    morph_open: bool = _STEPS["morphology"]["open"]
+    morph_close: bool = _STEPS["morphology"]["close"]
+    refine: bool = _STEPS["refine"]["enabled"]
+    refine_radius: int = _STEPS["refine"]["radius"]
+    refine_band: int = _STEPS["refine"]["band"]
+    refine_sigma_spatial: float = _STEPS["refine"]["sigma_spatial"]
+    refine_sigma_color: float = _STEPS["refine"]["sigma_color"]
+    refine_iterations: int = _STEPS["refine"]["iterations"]
+    components: bool = _STEPS["components"]["enabled"]
+    min_pixels: int = _STEPS["components"]["min_pixels"]
 
 
 def clean_mask(mask: np.ndarray, image: np.ndarray | None, params: CleanParams) -> np.ndarray:

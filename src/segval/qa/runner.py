@@ -46,7 +46,7 @@ import numpy as np
 import yaml
 
 from segval.errors import ConfigError, DatasetError
-from segval.io import write_json, write_text
+from segval.io import shipped_defaults, write_json, write_text
 from segval.qa import checks as qc
 
 log = logging.getLogger("segval")
@@ -60,28 +60,28 @@ CHECKS = IMAGE_CHECKS + SPLIT_CHECKS + DATASET_CHECKS
 FAIL_ON = (*SEVERITIES, "never")
 
 
+#: the defaults of QAConfig: conf/qa.yaml's qa: block
+_DEFAULTS = shipped_defaults("qa", "qa")
+
+
 @dataclass(frozen=True)
 class QAConfig:
-    """Thresholds and severities (see ``conf/qa.yaml``)."""
+    """Thresholds and severities; the defaults are ``conf/qa.yaml``'s ``qa:`` block (one place)."""
 
-    background_max: float = 0.70
-    min_mask_px: int = 50
-    max_components: int = 10
-    max_jaggedness: float = 200.0
-    min_temporal_iou: float = 0.5
-    max_overlap_px: int = 0
-    drift_tolerance: float = 0.10
-    drift_measure: str = "pixels"
-    check_image_files: bool = True
-    severity: Mapping[str, str] = field(default_factory=lambda: {
-        "no_segment": "error", "background": "warning", "small_mask": "warning", "fragmented": "warning",
-        "jagged": "warning", "temporal_iou": "warning", "overlap": "warning", "format": "error",
-        "class_drift": "warning", "class_count": "info"})
-    fail_on: str = "error"
-    count_base: int = 500
-    count_factors: Mapping[str, float] = field(default_factory=lambda: {
-        "rigid": 1.0, "stuff": 1.0, "deformable": 3.0, "thin": 3.0, "transparent": 5.0})
-    annotator_missing: str = "error"
+    background_max: float = _DEFAULTS["background_max"]
+    min_mask_px: int = _DEFAULTS["min_mask_px"]
+    max_components: int = _DEFAULTS["max_components"]
+    max_jaggedness: float = _DEFAULTS["max_jaggedness"]
+    min_temporal_iou: float = _DEFAULTS["min_temporal_iou"]
+    max_overlap_px: int = _DEFAULTS["max_overlap_px"]
+    drift_tolerance: float = _DEFAULTS["drift_tolerance"]
+    drift_measure: str = _DEFAULTS["drift_measure"]
+    check_image_files: bool = _DEFAULTS["check_image_files"]
+    severity: Mapping[str, str] = field(default_factory=lambda: dict(_DEFAULTS["severity"]))
+    fail_on: str = _DEFAULTS["fail_on"]
+    count_base: int = _DEFAULTS["count_base"]
+    count_factors: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULTS["count_factors"]))
+    annotator_missing: str = _DEFAULTS["annotator_missing"]
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> QAConfig:

@@ -46,29 +46,37 @@ from typing import Any
 
 import numpy as np
 
+from segval.io import shipped_defaults
 from segval.qa import checks as qc
 from segval.relabel.scoring import Candidate, shape_value
 
 __all__ = ["FrameObjects", "TemporalConfig", "geometry_candidates", "load_frame", "temporal_candidates", "videos_of"]
 
 
+#: the defaults of TemporalConfig (written once, in the command configs)
+_TEMPORAL = shipped_defaults("relabel_queue", "relabel.temporal")
+_SHAPE_SCALE_PX = shipped_defaults("relabel_queue", "relabel.ranking.shape_scale_px")
+_QA = shipped_defaults("qa", "qa")
+
+
 @dataclass(frozen=True)
 class TemporalConfig:
-    """Thresholds of the temporal evidence (see the module doc)."""
+    """Thresholds of the temporal evidence (see the module doc); the defaults are conf/relabel_queue.yaml's
+    ``relabel.temporal`` (``shape_scale_px``: ``relabel.ranking``) and, for the geometry evidence, conf/qa.yaml's ``qa``."""
 
-    match_iou: float = 0.5
-    pair_iou: float = 0.2
-    class_iou: float = 0.3
-    missing_iou: float = 0.2
-    min_pixels: int = 16
-    shape_scale_px: float = 3.0
-    area_scale: float = 0.15
-    motion_scale_px: float = 6.0
-    spread_factor: float = 1.0
-    second_weight: float = 0.5
-    max_components: int = 10
-    max_jaggedness: float = 200.0
-    min_mask_px: int = 50
+    match_iou: float = _TEMPORAL["match_iou"]
+    pair_iou: float = _TEMPORAL["pair_iou"]
+    class_iou: float = _TEMPORAL["class_iou"]
+    missing_iou: float = _TEMPORAL["missing_iou"]
+    min_pixels: int = _TEMPORAL["min_pixels"]
+    shape_scale_px: float = _SHAPE_SCALE_PX
+    area_scale: float = _TEMPORAL["area_scale"]
+    motion_scale_px: float = _TEMPORAL["motion_scale_px"]
+    spread_factor: float = _TEMPORAL["spread_factor"]
+    second_weight: float = _TEMPORAL["second_weight"]
+    max_components: int = _QA["max_components"]
+    max_jaggedness: float = _QA["max_jaggedness"]
+    min_mask_px: int = _QA["min_mask_px"]
 
 
 @dataclass

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from segval.errors import ConfigError
+from segval.io import shipped_defaults
 
 __all__ = [
     "ITEM_EVIDENCE",
@@ -62,16 +63,19 @@ ITEM_EVIDENCE = ("temporal_shape", "temporal_class", "missing", "geometry", "sam
 IMAGE_EVIDENCE = ("label_quality", "weak_disagree", "confusion")
 
 
+#: the defaults of RankingConfig: conf/relabel_queue.yaml's relabel.ranking
+_RANKING = shipped_defaults("relabel_queue", "relabel.ranking")
+
+
 @dataclass(frozen=True)
 class RankingConfig:
-    """Weights of each evidence (see the module doc) and the scales that map raw values to [0, 1]."""
+    """Weights of each evidence (see the module doc) and the scales that map raw values to [0, 1]; the defaults
+    are conf/relabel_queue.yaml's ``relabel.ranking``."""
 
-    weights: Mapping[str, float] = field(default_factory=lambda: {
-        "temporal_shape": 1.0, "temporal_class": 1.0, "missing": 1.0, "geometry": 0.3,
-        "sam_disagreement": 0.5, "label_quality": 0.5, "weak_disagree": 0.3, "confusion": 0.2})
-    within_video: float = 0.25
-    shape_scale_px: float = 3.0
-    min_item_score: float = 0.05
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(_RANKING["weights"]))
+    within_video: float = _RANKING["within_video"]
+    shape_scale_px: float = _RANKING["shape_scale_px"]
+    min_item_score: float = _RANKING["min_item_score"]
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any] | None) -> RankingConfig:

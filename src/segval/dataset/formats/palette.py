@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from segval.dataset.coco_dialects import parse_color
 from segval.dataset.formats.result import (
