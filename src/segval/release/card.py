@@ -8,6 +8,10 @@ release wrote one), Baseline results (when a baseline run is published with the 
 ``guideline:``), Known limitations (dataset.yaml ``limitations:`` plus automatic ones: classes
 under ``rare_share`` of the pixels, classes absent from a split, and the domain gap measured by
 ``segval domain-gap`` when given) and Version history (CHANGELOG.md).
+
+Class, split and dataset names are data, not Markdown: they are escaped (:func:`segval.report.analyze.md_escape`,
+or a code span that they cannot close, :func:`~segval.report.analyze.md_code`), so a class named
+``<script>…`` or ``](javascript:…)`` shows as written where the Hub renders the card.
 """
 
 from __future__ import annotations
