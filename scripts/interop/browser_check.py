@@ -54,7 +54,7 @@ def build_pages(out: Path, log: Path) -> tuple[dict[str, Path], list[str]]:
     v2 = write_shapes_package(out / "candidate" / "1.1.0", images={"train": 6, "val": 4}, size=(64, 64), seed=1,
                               name="hostile", version="1.1.0", class_names=HOSTILE)
     r1, r2 = train(v1, out / "runs" / "v1", 0, log), train(v2, out / "runs" / "v2", 1, log)
-    segval("analyze", f"run_dir={r1}", cwd=out, log=log)
+    segval("analyze", f"run_dir={r1}", f"hydra.run.dir={out / 'analyze'}", cwd=out, log=log)
     segval("compare", f"runs=[{r1},{r2}]", f"hydra.run.dir={out / 'compare'}", cwd=out, log=log)
     gate = subprocess.run([sys.executable, "-m", "segval.cli", "gate", f"candidate=[{r2}]", f"baseline=[{r1}]",
                            f"hydra.run.dir={out / 'gate'}"], cwd=out, env=segval_env(), capture_output=True,
@@ -65,7 +65,7 @@ def build_pages(out: Path, log: Path) -> tuple[dict[str, Path], list[str]]:
            f"hydra.run.dir={out / 'release'}", cwd=out, log=log)
     card = next((out / "published").glob("*/README.md"))
     py = ensure_venv("browser", ["markdown-it-py>=3,<5"])
-    pages = {"report.html": r1 / "report" / "report.html", "compare.html": out / "compare" / "compare.html"}
+    pages = {"report.html": out / "analyze" / "report" / "report.html", "compare.html": out / "compare" / "compare.html"}
     (out / "pages").mkdir(exist_ok=True)
     for name, md in (("card.html", card), ("verdict.html", out / "gate" / "verdict.md")):
         subprocess.run([str(py), str(MD_PAGE), str(md), str(out / "pages" / name)], check=True, timeout=120)
@@ -106,6 +106,9 @@ def main() -> int:
         hostile = tuple(HOSTILE.values())
         with Chromium() as browser:
             for name, path in pages.items():
+                if not path.is_file():
+                    problems.append(f"{name}: {path} was not written")
+                    continue
                 texts = hostile if name not in ("verdict.html", "guideline.html") else ()
                 r = browser.check_page(name, path, texts=texts, screenshot=out / "screenshots" / f"{name}.png")
                 results.append(r)
