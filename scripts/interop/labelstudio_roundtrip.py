@@ -76,7 +76,7 @@ class LabelStudio:
             self.proc = subprocess.Popen(
                 [str(self.bin), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port),
                  "--data-dir", str(self.data_dir), "--username", "annotator@segval.local",
-                 "--password", secrets.token_urlsafe(12), "--user-token", self.token, "--enable-legacy-api-token",
+                 f"--password={secrets.token_hex(12)}", f"--user-token={self.token}", "--enable-legacy-api-token",
                  "--log-level", "WARNING"],
                 env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -209,7 +209,7 @@ def check_accepted(ls: LabelStudio, pid: int, export: Path, pkg: Path) -> tuple[
     return tasks, {"tasks": len(tasks), "predictions": preds_ok, "regions": regions_ok, "images": images_ok}, problems
 
 
-def annotate(ls: LabelStudio, tasks: list[dict], sam_first: bool = False) -> dict[int, dict]:
+def annotate(ls: LabelStudio, tasks: list[dict]) -> dict[int, dict]:
     """Each prediction -> a submitted annotation (current labels first, the proposal last); ``{task id: the last
     annotation}``."""
     last = {}
@@ -330,8 +330,7 @@ def main() -> int:
                   f"{sent['predictions_sent']} ({acc['regions']} / {sent['regions_sent']} brush regions as sent), "
                   f"images served {acc['images']} / {acc['tasks']} (import answer {sent['import_answer']})", flush=True)
             last = annotate(ls, tasks)
-            labels = [lb for lb in _labels(export)]
-            edit = edit_one(ls, py, last, labels, out)
+            edit = edit_one(ls, py, last, _labels(export), out)
             print(f"annotations submitted {sum(len(t['predictions']) for t in tasks)} (one per prediction); edited "
                   f"annotation {edit['annotation']} of task {edit['task']}: {edit['relabelled']}, "
                   f"{edit['erased_pixels']} px erased", flush=True)

@@ -85,6 +85,7 @@ def _card(out: Path) -> Path:
     return page
 
 
+@pytest.mark.slow
 def test_pages_in_chromium_are_self_contained_and_show_hostile_names_as_text(tmp_path):
     report, n_images = _report(tmp_path)
     pages = {"report.html": report, "compare.html": _compare(tmp_path), "card.html": _card(tmp_path)}
