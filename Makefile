@@ -7,7 +7,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export WANDB_MODE ?= offline
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: install install-test demo test test-fast bench clean
+.PHONY: install install-test demo test test-fast bench interop clean
 
 # torch first, pinned: the CPU wheel (a bare `torch` would pull a multi-GB CUDA build).
 $(BIN)/activate:
@@ -50,6 +50,14 @@ test-fast: install-test
 bench: install-test
 	$(BIN)/python benchmarks/train_overhead.py
 	$(BIN)/python benchmarks/loader.py
+
+## interop: real tools in the loop, not part of `make test` (they install large tools: Label Studio and Datumaro
+## into throwaway venvs under .interop/, Chromium from Debian): a Label Studio server round trip, CVAT's importer
+## (Datumaro) both ways, segval's HTML pages in headless Chromium; each prints its figures and a PASS|FAIL line
+INTEROP_SCRIPTS := labelstudio_roundtrip datumaro_check browser_check
+interop: install-test
+	@if [ ! -x /usr/bin/chromium ]; then apt-get update -q && apt-get install -y -q chromium; fi
+	@rc=0; for s in $(INTEROP_SCRIPTS); do OMP_NUM_THREADS=2 $(BIN)/python scripts/interop/$$s.py || rc=1; done; exit $$rc
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

@@ -99,3 +99,65 @@ def test_automatic_limitations(pkg):
     assert not any("`background`" in x for x in lim)  # the background is no limitation
     text = render_card(pkg, summary, rare_share=0.5)
     assert "`bar` is absent from split(s) val" in text
+
+
+HOSTILE = ["<script>alert(1)</script>", "](javascript:alert(1))", "a`b|c"]
+
+
+@pytest.fixture(scope="module")
+def hostile_pkg(tmp_path_factory) -> DatasetPackage:
+    """The shapes package with its class names replaced by hostile ones (HTML, a Markdown link, backtick + pipe)."""
+    root = write_shapes_package(tmp_path_factory.mktemp("hostile") / "shapes", images={"train": 2, "val": 1},
+                                size=(32, 32), class_names=dict(enumerate(HOSTILE, start=1)))
+    return DatasetPackage.open(root)
+
+
+def test_card_escapes_hostile_class_names(hostile_pkg):
+    summary = summarize(hostile_pkg)
+    summary["splits"]["val"]["instances"][HOSTILE[2]] = 0
+    summary["splits"]["val"]["pixel_share"][HOSTILE[2]] = 0.0
+    text = render_card(hostile_pkg, summary, rare_share=0.99)
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    assert not any(re.search(r"(?<!\\)[<\]`]", line.replace("`#", "").replace("` |", "")) for line in table)
+    assert r"| \<script\>alert(1)\</script\> |" in text  # Classes table: escaped, one cell
+    assert r"| \](javascript:alert(1)) |" in text  # no link: the bracket is escaped
+    assert r"| a\`b\|c |" in text
+    assert "Class ``a`b|c`` is absent from split(s) val" in text  # a code span the backtick cannot close
+
+
+def test_card_renders_hostile_names_as_text(hostile_pkg):
+    """Rendered as CommonMark with raw HTML allowed (as the Hub renders cards), every name is text, no markup."""
+    markdown_it = pytest.importorskip("markdown_it")
+    from html.parser import HTMLParser
+
+    page = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table").render(
+        render_card(hostile_pkg, summarize(hostile_pkg), rare_share=0.99))
+
+    class Collect(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags, self.hrefs, self.cells, self.text = [], [], [], []
+            self._cell = None
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.hrefs += [v for k, v in attrs if k == "href"]
+            if tag == "td":
+                self._cell = []
+
+        def handle_endtag(self, tag):
+            if tag == "td":
+                self.cells.append("".join(self._cell))
+                self._cell = None
+
+        def handle_data(self, data):
+            self.text.append(data)
+            if self._cell is not None:
+                self._cell.append(data)
+
+    p = Collect()
+    p.feed(page)
+    assert "script" not in p.tags and not any("javascript" in h for h in p.hrefs)
+    for name in HOSTILE:
+        assert name in p.cells  # the Classes table shows each name as written, in one cell
+    assert "<script>alert(1)</script>" in "".join(p.text)

@@ -19,6 +19,7 @@ from segval.report import plots
 from segval.report.analyze import (
     MOSAIC_STEM,
     ReportInputs,
+    md_code,
     md_escape,
     render_html,
     render_markdown,
@@ -369,3 +370,10 @@ def test_write_report_writes_files_atomically(tmp_path: Path) -> None:
     write_report(tmp_path / "report", ReportInputs(make_findings()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
     assert list((tmp_path / "report" / "plots").iterdir()) == []
+
+
+def test_md_code_cannot_be_closed_by_the_text() -> None:
+    assert md_code("disc") == "`disc`"
+    assert md_code("a`b") == "``a`b``"
+    assert md_code("``x") == "``` ``x ```"  # starts with a backtick: padded, fence longer than any run
+    assert md_code("two\n words") == "`two words`"

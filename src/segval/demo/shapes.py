@@ -7,6 +7,8 @@ matters. Deterministic for a seed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +60,18 @@ def write_shapes_package(
     name: str = "shapes",
     version: str = "1.0.0",
     overwrite: bool = False,
+    class_names: Mapping[int, str] | None = None,
 ) -> Path:
-    """Write a shapes package; ``images`` maps split -> image count (default train 8, val 4)."""
+    """Write a shapes package; ``images`` maps split -> image count (default train 8, val 4); ``class_names``
+    renames classes by id (e.g. hostile names for escaping tests), the pixels stay the same."""
     images = images or {"train": 8, "val": 4}
     rng = np.random.default_rng(seed)
     h, w = size
-    with PackageWriter(root, name=name, version=version, taxonomy=SHAPES_TAXONOMY, splits=list(images),
+    taxonomy = SHAPES_TAXONOMY
+    if class_names:
+        taxonomy = Taxonomy([replace(c, name=class_names.get(c.id, c.name)) for c in SHAPES_TAXONOMY.categories],
+                            background_id=SHAPES_TAXONOMY.background_id)
+    with PackageWriter(root, name=name, version=version, taxonomy=taxonomy, splits=list(images),
                        overwrite=overwrite) as writer:
         video_base = 0  # video ids are unique across the package
         for split, n in images.items():

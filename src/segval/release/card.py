@@ -8,6 +8,10 @@ release wrote one), Baseline results (when a baseline run is published with the 
 ``guideline:``), Known limitations (dataset.yaml ``limitations:`` plus automatic ones: classes
 under ``rare_share`` of the pixels, classes absent from a split, and the domain gap measured by
 ``segval domain-gap`` when given) and Version history (CHANGELOG.md).
+
+Class, split and dataset names are data, not Markdown: they are escaped (:func:`segval.report.analyze.md_escape`,
+or a code span that they cannot close, :func:`~segval.report.analyze.md_code`), so a class named
+``<script>…`` or ``](javascript:…)`` shows as written where the Hub renders the card.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import yaml
 
 from segval.release.loaders import TORCH_DATASET
 from segval.dataset.package import DatasetPackage
+from segval.report.analyze import md_code, md_escape
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
@@ -85,11 +90,12 @@ def limitations(pkg: DatasetPackage, summary: Mapping[str, Any], *, rare_share: 
         px = sum(s["pixel_share"][name] * s["pixels"] for s in splits.values())
         share = px / total if total else 0.0
         if share < rare_share:
-            out.append(f"Class `{name}` covers {100 * share:.2f}% of the pixels (under {100 * rare_share:g}%): "
+            out.append(f"Class {md_code(name)} covers {100 * share:.2f}% of the pixels (under {100 * rare_share:g}%): "
                        f"per-class scores on it are noisy.")
         absent = [s for s, d in splits.items() if d["instances"][name] == 0 and d["pixel_share"][name] == 0]
         if absent:
-            out.append(f"Class `{name}` is absent from split(s) {', '.join(absent)}: it cannot be evaluated there.")
+            out.append(f"Class {md_code(name)} is absent from split(s) {', '.join(absent)}: it cannot be evaluated "
+                       "there.")
     return out
 
 
@@ -106,11 +112,12 @@ def baseline_section(baseline: Mapping[str, Any]) -> list[str]:
              "(`model.safetensors` + `model.json`; rebuild with `segval.release.baseline.load_baseline('baseline')`). "
              "IoU / Acc in % (MMSegmentation definitions; n/a = class absent from ground truth and prediction).", "",
              "| class | IoU | Acc |", "|---|---:|---:|"]
-    lines += [f"| {r['name']} | {_pct(r['IoU'])} | {_pct(r['Acc'])} |" for r in baseline["per_class"]]
+    lines += [f"| {md_escape(r['name'])} | {_pct(r['IoU'])} | {_pct(r['Acc'])} |" for r in baseline["per_class"]]
     lines.append(f"| **mean** | **{_pct(s.get('mIoU'))}** | **{_pct(s.get('mAcc'))}** |")
     lines += ["", f"aAcc {_pct(s.get('aAcc'))} %, fwIoU {_pct(s.get('fwIoU'))} %."]
     if baseline.get("weak_classes"):
-        lines.append(f"Weak classes (see `baseline/findings.md`): {', '.join(baseline['weak_classes'])}.")
+        weak = ", ".join(map(md_escape, baseline["weak_classes"]))
+        lines.append(f"Weak classes (see `baseline/findings.md`): {weak}.")
     return lines + [""]
 
 
@@ -120,14 +127,15 @@ def domain_gap_limitations(gap: Mapping[str, Any], *, top: int = 3) -> list[str]
     s = gap["summary"]
     if s.get("mIoU_source") is None or s.get("mIoU_target") is None:
         return []
-    out = [f"Domain gap: the baseline's mIoU is {_pct(s['mIoU_source'])}% on `{src['split']}` of {src['dataset']} "
-           f"but {_pct(s['mIoU_target'])}% on `{tgt['split']}` of {tgt['dataset']} "
+    out = [f"Domain gap: the baseline's mIoU is {_pct(s['mIoU_source'])}% on {md_code(src['split'])} of "
+           f"{md_escape(src['dataset'])} but {_pct(s['mIoU_target'])}% on {md_code(tgt['split'])} of "
+           f"{md_escape(tgt['dataset'])} "
            f"({100 * s['mIoU_gap']:+.2f} points)" + ("; expect lower scores on images like those." if s["mIoU_gap"] < 0
                                                      else ": no overall drop on that domain.")]
     worst = [r for r in gap["per_class"] if r.get("gap") is not None and r["gap"] < 0][:top]
     if worst:
         out.append("Classes losing most on the target domain: " + ", ".join(
-            f"`{r['name']}` {_pct(r['IoU_source'])}% -> {_pct(r['IoU_target'])}%" for r in worst) + ".")
+            f"{md_code(r['name'])} {_pct(r['IoU_source'])}% -> {_pct(r['IoU_target'])}%" for r in worst) + ".")
     return out
 
 
@@ -143,8 +151,9 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
     tags = ["robotics", "segmentation", "coco", "segval", *[f"{g}-objects" for g in groups if g != "stuff"]]
     total = sum(d["pixels"] for d in splits.values())
     first = pkg.splits[0]
-    lines = [_front_matter(pkg, n_images, tags), f"# {pkg.name} {pkg.version}", "", "## Dataset summary", ""]
-    lines.append(pkg.description.strip() or f"{pkg.name} is a segmentation dataset for robotics.")
+    lines = [_front_matter(pkg, n_images, tags), f"# {md_escape(pkg.name)} {md_escape(pkg.version)}", "",
+             "## Dataset summary", ""]
+    lines.append(pkg.description.strip() or f"{md_escape(pkg.name)} is a segmentation dataset for robotics.")
     lines += ["", f"{n_images} images and {n_ann} instance annotations in {len(splits)} split(s) "
               f"({', '.join(splits)}), {pkg.taxonomy.num_classes} classes. A segval dataset package: "
               "`dataset.yaml` (taxonomy, version), `annotations/<split>.json` (COCO, RLE masks), "
@@ -157,12 +166,13 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
         inst = sum(d["instances"][c.name] for d in splits.values())
         colour = "#{:02x}{:02x}{:02x}".format(*c.color)
         bg = " (background)" if c.id == pkg.taxonomy.background_id and c.name != "background" else ""
-        lines.append(f"| {c.id} | {c.name}{bg} | {c.group} | {'thing' if c.isthing else 'stuff'} | `{colour}` | "
+        lines.append(f"| {c.id} | {md_escape(c.name)}{bg} | {md_escape(c.group)} | "
+                     f"{'thing' if c.isthing else 'stuff'} | `{colour}` | "
                      f"{100 * px / total if total else 0:.2f}% | {inst} |")
     lines += ["", "Pixel shares are fractions of all pixels of all splits (semantic targets built from the COCO "
               "masks); the rest is ignore (255).", ""]
     lines += ["## Splits", "", "| split | images | annotations | videos |", "|---|---:|---:|---:|"]
-    lines += [f"| {s} | {d['images']} | {d['annotations']} | {d['videos']} |" for s, d in splits.items()]
+    lines += [f"| {md_escape(s)} | {d['images']} | {d['annotations']} | {d['videos']} |" for s, d in splits.items()]
     lines += ["", "## How to load", "", "Plain Python (pycocotools), run from this folder:", "", "```python",
               PLAIN_SNIPPET.format(split=first).rstrip(), "```", "",
               "A PyTorch `Dataset` of semantic targets (train index = position in dataset.yaml `taxonomy`, "

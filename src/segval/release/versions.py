@@ -263,7 +263,9 @@ def check_ids_kept(prev: DatasetPackage, new: DatasetPackage) -> None:
 
 
 def changelog_entry(version: str, notes: str, diff: Mapping[str, Any] | None, *, day: str | None = None) -> str:
-    """One CHANGELOG.md section (newest sections go first)."""
+    """One CHANGELOG.md section (newest sections go first); class names Markdown-escaped (the card shows it)."""
+    from segval.report.analyze import md_escape
+
     lines = [f"## {version} ({day or date.today().isoformat()})", ""]
     if notes:
         lines += [str(notes).strip(), ""]
@@ -282,7 +284,7 @@ def changelog_entry(version: str, notes: str, diff: Mapping[str, Any] | None, *,
         moved = {c: v for c, v in diff["pixels"].items() if v["gained"] or v["lost"]}
         if moved:
             lines.append("- pixels changed per class: " + ", ".join(
-                f"{c} +{v['gained']}/-{v['lost']}" for c, v in moved.items()))
+                f"{md_escape(c)} +{v['gained']}/-{v['lost']}" for c, v in moved.items()))
     return "\n".join(lines) + "\n"
 
 
