@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -301,3 +302,74 @@ def test_split_pickles_for_dataloader_workers(make_coco_package):
     rec = clone.images[0]
     np.testing.assert_array_equal(clone.semantic_target(rec), split.semantic_target(rec))
     np.testing.assert_array_equal(clone.read_image(rec), split.read_image(rec))
+
+
+def _remap(root):
+    """Move the files of _write's package to another layout and describe it with a `splits` mapping."""
+    (root / "data").mkdir()
+    shutil.move(root / "images" / "train", root / "data" / "photos")
+    shutil.move(root / "annotations" / "train.json", root / "data" / "train_coco.json")
+    shutil.move(root / "label_maps" / "train", root / "data" / "targets")
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    meta["splits"] = {"train": {"images": "data/photos", "annotations": "data/train_coco.json",
+                                "label_maps": "data/targets"},
+                      "val": None}  # the standard layout
+    (root / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return meta
+
+
+def test_splits_mapping_layout(tmp_path):
+    _write(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    _remap(tmp_path / "b")
+    a, b = DatasetPackage.open(tmp_path / "a"), DatasetPackage.open(tmp_path / "b")
+    assert b.splits == ["train", "val"]
+    tb = b.split("train")
+    assert tb.images_dir == tmp_path / "b" / "data" / "photos" and tb.has_label_maps
+    for s in ("train", "val"):
+        for ra, rb in zip(a.split(s).images, b.split(s).images, strict=True):
+            assert (a.split(s).read_image(ra) == b.split(s).read_image(rb)).all()
+            for src in ("coco", "label_map"):
+                assert (a.split(s).semantic_target(ra, src) == b.split(s).semantic_target(rb, src)).all()
+    validate_package(b)
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"images": "../outside"}, r"splits\.train\.images = '../outside' must be a relative path inside"),
+    ({"annotations": "/etc/train.json"}, r"splits\.train\.annotations = '/etc/train.json' must be a relative"),
+    ({"pictures": "x"}, r"splits\.train has unknown keys \['pictures'\]"),
+    ("images/train", r"splits\.train must be a mapping"),
+    ({"annotations": "annotations/nope.json"}, r"not found; every split listed in dataset.yaml needs "
+                                               r"annotations/nope.json"),
+])
+def test_splits_mapping_is_validated(tmp_path, entry, match):
+    root = _write(tmp_path / "pkg")
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    meta["splits"] = {"train": entry, "val": None}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    with pytest.raises(DatasetError, match=match):
+        DatasetPackage.open(root)
+
+
+def test_splits_mapping_link_leaving_the_root_is_refused(tmp_path):
+    root = _write(tmp_path / "pkg")
+    (tmp_path / "elsewhere").mkdir()
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    meta["splits"] = {"train": {"images": "linked"}, "val": None}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    with pytest.raises(DatasetError, match=r"splits\.train\.images = 'linked' resolves to .*outside the package"):
+        DatasetPackage.open(root)
+
+
+def test_new_version_of_a_mapped_package_writes_where_the_mapping_says(tmp_path):
+    from segval.dataset.versioning import write_version_copy
+
+    root = _write(tmp_path / "pkg")
+    _remap(root)
+    coco = json.loads((root / "data" / "train_coco.json").read_text())
+    coco["annotations"] = coco["annotations"][:1]
+    write_version_copy(root, tmp_path / "new", version="1.3.0", annotations={"train": coco})
+    new = DatasetPackage.open(tmp_path / "new")
+    assert new.version == "1.3.0" and new.split("train").num_annotations == 1
+    assert not (tmp_path / "new" / "annotations" / "train.json").exists()
