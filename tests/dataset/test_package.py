@@ -277,6 +277,112 @@ def test_from_coco_missing_files(tmp_path):
         DatasetPackage.from_coco(tmp_path / "nope.json", tmp_path)
 
 
+def _rle(mask):
+    r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": list(mask.shape), "counts": r["counts"].decode()}
+
+
+def _dialect_export(tmp_path, anns, **cat):
+    """A plain COCO export of one 8x6 image with category `cube` (id 1) and the given annotations."""
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 6}],
+            "categories": [{"id": 1, "name": "cube", **cat}], "annotations": anns}
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    return tmp_path / "ann.json"
+
+
+CUBE = np.zeros((6, 8), bool)
+CUBE[1:4, 1:4] = True
+
+
+@pytest.mark.parametrize("mode", ["ignore_box", "drop"])
+def test_from_coco_bbox_only_boxes_are_ignore_in_the_semantic_target(tmp_path, mode):
+    ann = _dialect_export(tmp_path, [
+        {"id": 1, "image_id": 1, "category_id": 1, "segmentation": _rle(CUBE), "area": 9, "bbox": [1, 1, 3, 3]},
+        {"id": 2, "image_id": 1, "category_id": 1, "segmentation": [], "bbox": [2, 0, 6, 3], "area": 18},
+        {"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 5, 1.4, 1], "area": 1},  # no segmentation key
+    ])
+    pkg = DatasetPackage.from_coco(ann, tmp_path, bbox_only=mode)
+    split = pkg.split("train")
+    rec = split.images[0]
+    expected = np.where(CUBE, 1, 0).astype(np.uint8)  # train indices: background 0, cube 1
+    if mode == "ignore_box":
+        box = np.zeros((6, 8), bool)
+        box[0:3, 2:8] = True  # x 2..7, y 0..2
+        box[5, 0] = True  # x 0..1.4 covers the centre of pixel 0 only
+        expected[box & ~CUBE] = 255  # the annotated cube keeps its label inside the box
+        assert split.ignore_mask(rec).tolist() == box.tolist()
+    else:
+        assert split.ignore_mask(rec) is None
+    np.testing.assert_array_equal(split.semantic_target(rec), expected)
+    assert split.num_annotations == 1 and [i.annotation_id for i in split.instances(rec)] == [1]
+    (line,) = [w for w in pkg.warnings if "box but no mask" in w]
+    assert line.endswith("2 (first ids: 2, 3)") and (("ignore boxes" in line) == (mode == "ignore_box"))
+
+
+def test_from_coco_bbox_only_error(tmp_path):
+    ann = _dialect_export(tmp_path, [
+        {"id": 1, "image_id": 1, "category_id": 1, "segmentation": _rle(CUBE), "area": 9, "bbox": [1, 1, 3, 3]},
+        {"id": 7, "image_id": 1, "category_id": 1, "segmentation": [], "bbox": [2, 0, 6, 3]}])
+    with pytest.raises(DatasetError, match=r"ann.json: .*refused \(bbox_only=error\).*: 1 \(first ids: 7\)"):
+        DatasetPackage.from_coco(ann, tmp_path, bbox_only="error")
+
+
+@pytest.mark.parametrize("defect, warning", [
+    ({"area": -9}, "'area' missing, negative or not the mask's pixel count, recomputed from the mask: 1 (first ids: 1)"),
+    ({"bbox": [1, 1, -3, 3]}, "'bbox' missing, negative or not around the mask, recomputed from the mask: 1 "
+                              "(first ids: 1)"),
+    ({"segmentation": [[1, 1, 4000, 1, 4000, 4, 1, 4]]}, "polygons reaching outside their image clipped to it: 1 "
+                                                        "(first ids: 1)"),
+])
+def test_from_coco_one_defect_files_warn(tmp_path, defect, warning):
+    ann = _dialect_export(tmp_path, [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": _rle(CUBE),
+                                      "area": 9, "bbox": [1, 1, 3, 3], "iscrowd": 0, **defect}])
+    pkg = DatasetPackage.from_coco(ann, tmp_path)
+    assert warning in pkg.warnings
+    target = pkg.split("train").semantic_target(pkg.split("train").images[0])
+    expected = CUBE
+    if "segmentation" in defect:  # the polygon clipped at x = 8, rasterised by pycocotools
+        expected = mask_utils.decode(mask_utils.frPyObjects([[1, 1, 8, 1, 8, 4, 1, 4]], 6, 8)[0]).astype(bool)
+    assert (target == 1).tolist() == expected.tolist()
+
+
+def test_from_coco_annotator_dialect(tmp_path):
+    """COCO-Annotator: hex colours, string booleans, 64-bit ids, extra fields."""
+    big = 2**40 + 3
+    ann = _dialect_export(tmp_path, [{"id": big, "image_id": 1, "category_id": 1, "segmentation": _rle(CUBE),
+                                      "area": 9, "bbox": [1, 1, 3, 3], "iscrowd": "false", "isbbox": False,
+                                      "color": "#ff0000", "metadata": {}}], color="#c81e1e", isthing="true")
+    pkg = DatasetPackage.from_coco(ann, tmp_path)
+    assert pkg.taxonomy.category(1).color == (200, 30, 30)
+    assert pkg.split("train").instances(pkg.split("train").images[0])[0].annotation_id == big
+    text = "\n".join(pkg.warnings)
+    assert "'iscrowd' given as a string / boolean / null, read as 0 / 1: 1" in text and "'#rrggbb'" in text
+
+
+@pytest.mark.parametrize("content, match", [
+    ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.9}], "COCO \\*results\\* file"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 6}], "categories": [{"id": 1, "name": "x"}],
+      "annotations": [{"image_id": 1, "file_name": "a.png", "segments_info": []}]},
+     "COCO \\*panoptic\\* file.*segval dataset import format=coco_panoptic"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 6}], "annotations": [
+        {"id": 1, "image_id": 1, "caption": "a cube"}]}, "COCO \\*captions\\* file"),
+    ({"image": {"image_id": 1, "file_name": "a.png"}, "annotations": [{"segmentation": {}}]}, "SA-1B per-image file"),
+])
+def test_from_coco_names_other_kinds_of_file(tmp_path, content, match):
+    (tmp_path / "x.json").write_text(json.dumps(content))
+    with pytest.raises(DatasetError, match=match):
+        DatasetPackage.from_coco(tmp_path / "x.json", tmp_path)
+
+
+def test_from_coco_given_a_cvat_xml_says_so(tmp_path):
+    (tmp_path / "annotations.xml").write_text("<?xml version='1.0'?>\n<annotations><version>1.1</version>"
+                                              "</annotations>")
+    with pytest.raises(DatasetError, match="not a COCO JSON file: .*annotations.xml is a CVAT XML export; read it "
+                                           "with `segval dataset import format=cvat"):
+        DatasetPackage.from_coco(tmp_path / "annotations.xml", tmp_path)
+
+
 # ------------------------------------------------------------------ summary
 def test_summary(tmp_path):
     root = _write(tmp_path / "pkg")

@@ -8,6 +8,7 @@ colour of a pixel is its palette entry, as VOC's ``SegmentationClass`` files), o
   or Datumaro's ``{"label_map": {"0": name, ...}, "segmentation_colors": [[r, g, b], ...]}``;
 * ``labelmap.txt`` of CVAT / Datumaro: ``# label:color_rgb:parts:actions`` then ``name:r,g,b::`` a line
   (an empty colour gets the VOC colour of its index);
+* labelme2voc's ``class_names.txt``: one name a line (a first ``__ignore__`` dropped), VOC colours by position;
 * otherwise VOC's own 21 classes with the standard bit-interleaved colormap (background black);
   VOC's 255 (its colour (224, 224, 192)) marks borders: *ignore*.
 
@@ -181,6 +182,37 @@ def read_labelmap_txt(path: str | os.PathLike) -> ColorTable:
     return ColorTable(names, colors, [], str(path))
 
 
+def read_class_names(path: str | os.PathLike) -> ColorTable:
+    """labelme2voc's ``class_names.txt``: one name a line, the line number (from 0) is the id and the VOC
+    colormap gives the colour; a first line ``__ignore__`` (labelme's id -1, written as 255) is dropped and
+    255's colour means ignore."""
+    path = Path(path)
+    try:
+        names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read the class names ({err})", path=path) from None
+    names = [n for n in names if n and not n.startswith("#")]
+    if names and names[0] == "__ignore__":
+        names = names[1:]
+    return ColorTable(names, [palette_color(i) for i in range(len(names))], [palette_color(IGNORE)], str(path))
+
+
+def read_color_table(path: str | os.PathLike) -> ColorTable:
+    """A colour table file: ``dataset_meta.json``, a ``labelmap.txt`` (``name:r,g,b::`` lines) or a plain
+    list of names (``class_names.txt``, VOC colours by position)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError("colour table file not found", path=p)
+    if p.suffix.lower() == ".json":
+        return read_dataset_meta(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read the colour table ({err})", path=p) from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return read_labelmap_txt(p) if any(":" in ln for ln in lines) else read_class_names(p)
+
+
 def read_dataset_meta(path: str | os.PathLike) -> ColorTable:
     """``dataset_meta.json``: ``{"classes", "palette"}`` (MMSeg) or ``{"label_map", "segmentation_colors"}`` (Datumaro)."""
     path = Path(path)
@@ -214,12 +246,14 @@ def read_dataset_meta(path: str | os.PathLike) -> ColorTable:
 
 
 def find_color_table(*folders: Path) -> ColorTable | None:
-    """``dataset_meta.json`` or ``labelmap.txt`` in the first folder that has one."""
+    """``dataset_meta.json``, ``labelmap.txt`` or labelme2voc's ``class_names.txt`` in the first folder that has one."""
     for d in folders:
         if (d / "dataset_meta.json").is_file():
             return read_dataset_meta(d / "dataset_meta.json")
         if (d / "labelmap.txt").is_file():
             return read_labelmap_txt(d / "labelmap.txt")
+        if (d / "class_names.txt").is_file():
+            return read_class_names(d / "class_names.txt")
     return None
 
 
@@ -444,10 +478,7 @@ def _table(colors: Any, masks_dir: Path, f: Findings) -> ColorTable:
     if isinstance(colors, str) and colors.lower() == "voc":
         return ColorTable.voc()
     if colors is not None:
-        p = Path(colors)
-        if not p.is_file():
-            raise DatasetError("colour table file not found", path=p)
-        return read_dataset_meta(p) if p.suffix.lower() == ".json" else read_labelmap_txt(p)
+        return read_color_table(colors)
     found = find_color_table(masks_dir, masks_dir.parent)
     if found is not None:
         return found
