@@ -365,7 +365,8 @@ def _imported(source: Path, split: str, items: list[LabelmeItem], taxonomy: Taxo
                                     ignore=None if item.ignore is None else from_mask(item.ignore),
                                     extra={"source_file": item.path.relative_to(source).as_posix()},
                                     origin=str(item.path)))
-    return ImportedDataset("labelme", str(source), taxonomy, {split: images}, f.warnings(), f.skipped)
+    return ImportedDataset("labelme", str(source), taxonomy, {split: images}, f.warnings(), f.skipped,
+                           name=source.resolve().name)
 
 
 def import_labelme(

@@ -2,7 +2,8 @@
 
 Masks are PNGs whose pixel colour names the class: RGB colour masks, palette-mode (``P``) PNGs (the
 colour of a pixel is its palette entry, as VOC's ``SegmentationClass`` files), or single-channel
-``L`` PNGs whose values are the class ids themselves. The colour table comes from:
+``L`` PNGs whose values are the class ids themselves, unless every value v of the mask is the grey
+table colour (v, v, v) of a class (binary 0 / 255 masks with ``object:255,255,255``). The colour table comes from:
 
 * ``dataset_meta.json``: MMSegmentation style ``{"classes": [...], "palette": [[r, g, b], ...]}``,
   or Datumaro's ``{"label_map": {"0": name, ...}, "segmentation_colors": [[r, g, b], ...]}``;
@@ -267,6 +268,21 @@ def _unknown(path: Path, colors: np.ndarray, counts: np.ndarray, table: ColorTab
                         "table or fix the mask", path=path)
 
 
+def _grey_as_colors(ids: np.ndarray, table: ColorTable) -> np.ndarray | None:
+    """A grey mask whose every value v is the table colour (v, v, v) of a class that is not id v (a binary 0 / 255
+    mask with ``object: 255,255,255``): uint8[H, W] category ids through the table; else None (values are ids)."""
+    vals = np.unique(ids)
+    if vals.size == 0 or vals.min() < 0 or vals.max() > 255:
+        return None
+    lut = table.lut()
+    mapped = [lut.get(int(v) * 65793) for v in vals.tolist()]  # 65793 = (1 << 16) + (1 << 8) + 1
+    if any(m is None for m in mapped) or all(m == v for m, v in zip(mapped, vals.tolist())):
+        return None
+    out = np.zeros(256, dtype=np.uint8)
+    out[vals] = mapped
+    return out[ids]
+
+
 def decode_class_png(path: Path, table: ColorTable, *, width: int, height: int,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """uint8[H, W] category ids (255 = ignore) of a colour / palette / grey mask PNG.
@@ -278,6 +294,9 @@ def decode_class_png(path: Path, table: ColorTable, *, width: int, height: int,
     with im:
         if im.mode in ("L", "I", "I;16"):
             ids = np.asarray(im).astype(np.int64)
+            grey = _grey_as_colors(ids, table)
+            if grey is not None:
+                return grey
             bad = ~((ids < len(table.names)) | (ids == IGNORE))
             if bad.any():
                 vals, counts = np.unique(ids[bad], return_counts=True)
@@ -505,6 +524,9 @@ def _read_pairs(pairs: list[tuple[Path, Path, str]], table: ColorTable, tax: Tax
         except DatasetError as err:
             f.add(err)
             continue
+        if (cls_map == IGNORE).all():
+            f.warn("all_ignore", "masks that are ignore (255) everywhere: is the colour table right? (a grey 0 / 255 "
+                   "mask needs its object class coloured 255,255,255 in the table)", mask.name)
         insts, ignore = instances_from_maps(cls_map, obj_map, tax.background_id, mask.name, f)
         out.append(ImportedImage(package_file_name(rel), w, h, path=img, instances=insts, ignore=ignore,
                                  origin=f"{fmt} mask {mask.name}"))
