@@ -150,8 +150,15 @@ def _panoptic(src: Path, img: Path | None, split: str, bg: str, opts: dict[str, 
                            path=src)
     if png_dir is not None or img is not None:
         raise ConfigError("coco_panoptic.png_dir / images= are for one panoptic JSON; a folder names them per split")
-    return merge_imported(read_coco_panoptic(js, None, None, split=js.stem[len("panoptic_"):], background=bg,
-                                             **common) for js in jsons)
+    res = merge_imported(read_coco_panoptic(js, None, None, split=js.stem[len("panoptic_"):], background=bg,
+                                            **common) for js in jsons)
+    manifest = src / "export.yaml"  # `segval dataset export format=panoptic` names the package's licence there
+    if res.license is None and manifest.is_file():
+        import yaml
+
+        meta = yaml.safe_load(manifest.read_text(encoding="utf-8"))
+        res.license = str(meta["license"]) if isinstance(meta, dict) and meta.get("license") else None
+    return res
 
 
 def _voc(src: Path, img: Path | None, split: str, bg: str, opts: dict[str, Any], common: dict[str, Any]
