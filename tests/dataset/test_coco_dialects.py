@@ -174,3 +174,18 @@ def test_require_instances_says_what_it_is():
         require_instances({"image": {"id": 1}, "annotations": []}, path="sa_1.json")
     with pytest.raises(DatasetError, match="results.*not ground truth"):
         require_instances([{"image_id": 1, "score": 0.5}], path="res.json")
+
+
+def test_bbox_from_runs_matches_the_pixels():
+    """The recomputed bbox comes from the column-major runs (no decoding); cross-check with np.nonzero."""
+    from segval.dataset.coco_dialects import _bbox_of
+    from segval.dataset.rle import from_mask
+
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        m = rng.random((h, w)) < rng.random() * 0.5
+        ys, xs = np.nonzero(m)
+        want = [0.0] * 4 if not len(xs) else [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
+                                              float(ys.max() - ys.min() + 1)]
+        assert _bbox_of(from_mask(m)) == want

@@ -277,11 +277,18 @@ def _outside(poly: Sequence[float], width: int, height: int) -> bool:
 
 
 def _bbox_of(rl: RunLengths) -> list[float]:
-    m = rl.decode()
-    ys, xs = np.nonzero(m)
-    if not len(xs):
+    """[x, y, w, h] of a mask from its column-major runs (no decoding): a run spanning two or more
+    columns covers every row."""
+    starts, lengths = rl.fg_runs()
+    if not len(starts):
         return [0.0, 0.0, 0.0, 0.0]
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    h = int(rl.height)
+    ends = starts + lengths - 1
+    x0, x1 = int(starts[0] // h), int(ends[-1] // h)
+    spans = (ends // h) != (starts // h)
+    y0 = 0 if spans.any() else int((starts % h).min())
+    y1 = h - 1 if spans.any() else int((ends % h).max())
+    return [float(x0), float(y0), float(x1 - x0 + 1), float(y1 - y0 + 1)]
 
 
 def _inconsistent(given: Any, actual: float, tol_rel: float = 0.1, tol_abs: float = 2.0) -> bool:
