@@ -212,9 +212,11 @@ def test_binary_grey_masks_read_through_a_grey_colour_table(tmp_path):
     (im,) = res.splits["train"]
     assert res.taxonomy.names == ["background", "glass"] and im.ignore is None
     assert [(i.category_id, i.mask.decode().tolist()) for i in im.instances] == [(1, obj.tolist())]
-    Image.fromarray(np.full((6, 8), 255, np.uint8), mode="L").save(tmp_path / "m" / "a.png")
-    res = read_voc(tmp_path / "m", tmp_path / "img", colors="voc")
-    assert any("ignore (255) everywhere" in w and "a.png" in w for w in res.warnings)
+    res = read_voc(tmp_path / "m", tmp_path / "img", colors="voc")  # the same mask read with VOC's table
+    (im,) = res.splits["train"]
+    assert im.instances == [] and im.ignore.decode().tolist() == obj.tolist()
+    assert any("nothing but ignore (255) and class 0" in w and "object:255,255,255" in w and "a.png" in w
+               for w in res.warnings)
 
 
 def test_labelme2voc_class_names_as_colour_table(tmp_path):

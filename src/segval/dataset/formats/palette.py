@@ -524,9 +524,11 @@ def _read_pairs(pairs: list[tuple[Path, Path, str]], table: ColorTable, tax: Tax
         except DatasetError as err:
             f.add(err)
             continue
-        if (cls_map == IGNORE).all():
-            f.warn("all_ignore", "masks that are ignore (255) everywhere: is the colour table right? (a grey 0 / 255 "
-                   "mask needs its object class coloured 255,255,255 in the table)", mask.name)
+        present = np.bincount(cls_map.reshape(-1), minlength=256) > 0
+        if present[IGNORE] and not present[1:IGNORE].any():
+            f.warn("only_ignore", "masks holding nothing but ignore (255) and class 0: if 255 marks your objects (a "
+                   "binary 0 / 255 mask), give a colour table naming them, e.g. a labelmap.txt with "
+                   "`background:0,0,0::` and `object:255,255,255::` (voc.colors=)", mask.name)
         insts, ignore = instances_from_maps(cls_map, obj_map, tax.background_id, mask.name, f)
         out.append(ImportedImage(package_file_name(rel), w, h, path=img, instances=insts, ignore=ignore,
                                  origin=f"{fmt} mask {mask.name}"))
