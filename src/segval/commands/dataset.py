@@ -1,7 +1,7 @@
 """`segval dataset import | export | split | stats | clean | release | diff | publish`: the dataset tools.
 
     segval dataset import format=labelme source=<labelme folder> output=<package> name=apc version=1.0.0
-    segval dataset import format=coco source=<file.json | COCO / Roboflow / mmdet folder> [images=<folder>] output=<package>
+    segval dataset import format=coco source=<file.json | COCO / Roboflow / mmdet folder> [images=...] output=<package>
     segval dataset import format=coco_panoptic|cvat|cvat_masks|labelstudio|voc source=... [images=...] output=...
     segval dataset export root=<package> format=coco|label_maps|panoptic output=<folder>
     segval dataset split source=<package> output=<new package> fractions=[0.7,0.15,0.15]
@@ -33,8 +33,9 @@ IMPORT_FORMATS = ("coco", "coco_panoptic", "cvat", "cvat_masks", "labelstudio", 
 
 # ---------------------------------------------------------------------------------------- import / export
 def run_import(cfg: DictConfig) -> dict[str, Any]:
-    """Another tool's export -> a new package: read and check everything (:func:`~segval.dataset.formats.read_export`),
-    print the report (warnings, skipped kinds with counts), then write (:func:`~segval.dataset.formats.write_imported`)."""
+    """Another tool's export -> a new package: read and check everything (:func:`segval.dataset.formats.read_export`),
+    print the report (warnings, skipped kinds with counts), then write it (:func:`segval.dataset.formats.write_imported`).
+    """
     require(cfg, "source", "output")
     fmt = str(cfg.format)
     if fmt not in IMPORT_FORMATS:

@@ -325,7 +325,8 @@ _BBOX_ONLY_TEXT = {
     "drop": "annotations with a box but no mask ('segmentation' missing or empty) dropped (bbox_only=drop: their "
             "objects are taught as whatever lies under them, usually background)",
     "error": "annotations with a box but no mask ('segmentation' missing or empty) refused (bbox_only=error); segval "
-             "needs masks: draw them, or set bbox_only=ignore_box (their boxes become ignore regions) or bbox_only=drop",
+             "needs masks: draw them, or set bbox_only=ignore_box (their boxes become ignore regions) or "
+             "bbox_only=drop",
 }
 
 

@@ -26,7 +26,7 @@ submitted annotation, regions grouped by result id, brush RLE / percent polygons
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 from xml.sax.saxutils import quoteattr
