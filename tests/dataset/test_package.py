@@ -479,3 +479,17 @@ def test_new_version_of_a_mapped_package_writes_where_the_mapping_says(tmp_path)
     new = DatasetPackage.open(tmp_path / "new")
     assert new.version == "1.3.0" and new.split("train").num_annotations == 1
     assert not (tmp_path / "new" / "annotations" / "train.json").exists()
+
+
+def test_open_given_an_export_says_what_it_is(tmp_path):
+    js = _dialect_export(tmp_path, [])
+    with pytest.raises(DatasetError, match=r"is a file, not a package folder: it is a COCO file; run with data=coco"):
+        DatasetPackage.open(js)
+    (tmp_path / "annotations.xml").write_text("<annotations><version>1.1</version></annotations>")
+    with pytest.raises(DatasetError, match=r"is a CVAT XML export; read it with `segval dataset import format=cvat"):
+        DatasetPackage.open(tmp_path / "annotations.xml")
+    voc = tmp_path / "VOC"
+    (voc / "SegmentationClass").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"this is no segval package: .*VOC is a PASCAL VOC-style folder; read it "
+                                           r"with `segval dataset import format=voc source="):
+        DatasetPackage.open(voc)

@@ -36,6 +36,8 @@ def run_import(cfg: DictConfig) -> dict[str, Any]:
     """Another tool's export -> a new package: read and check everything (:func:`segval.dataset.formats.read_export`),
     print the report (warnings, skipped kinds with counts), then write it (:func:`segval.dataset.formats.write_imported`).
     """
+    from segval.dataset.writer import SEMVER
+
     require(cfg, "source", "output")
     fmt = str(cfg.format)
     if fmt not in IMPORT_FORMATS:
@@ -43,6 +45,8 @@ def run_import(cfg: DictConfig) -> dict[str, Any]:
     output = Path(cfg.output)
     if output.exists():
         raise ConfigError(f"{output} already exists; refusing to overwrite it (choose another output)")
+    if cfg.version is not None and not SEMVER.match(str(cfg.version)):
+        raise ConfigError(f"version must be a semver string such as 1.0.0, got {cfg.version!r}")
     source = Path(cfg.source)
     if fmt == "label_maps" or (fmt == "coco" and (source / "export.yaml").is_file()):
         return _import_segval_export(cfg, fmt, output)

@@ -302,7 +302,15 @@ def _inside(root: Path, rel: Any, key: str, path: object | None) -> Path:
 
 
 def _not_a_package_hint(root: Path) -> str:
-    """What a folder without dataset.yaml looks like, and how to read it."""
+    """What a folder without dataset.yaml (or a file given as a package) looks like, and how to read it."""
+    if root.is_file():
+        from segval.dataset.formats.detect import identify
+
+        found = identify(root)
+        if found.format == "coco":
+            return (f"{root} is a file, not a package folder: it is a COCO file; run with data=coco "
+                    f"data.annotations={root} data.images=<folder its file_name entries are relative to>")
+        return f"{root} is a file, not a package folder: {found.message}"
     if root.is_dir():
         from segval.dataset.formats.detect import identify
 
