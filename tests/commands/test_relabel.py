@@ -98,3 +98,23 @@ def test_queue_export_import_round_trip(tmp_path):
                    f"hydra.run.dir={tmp_path / 'again'}", cwd=tmp_path)
     assert r.returncode == 2 and "already exists" in r.output
     assert _hash(new_root) == after and _hash(pkg_root) == before
+
+
+@pytest.mark.slow
+def test_import_cvat_for_images_xml(tmp_path):
+    """The annotator fixes the mislabelled disc in CVAT and exports "CVAT for images 1.1"; boxes are reported."""
+    from tests.relabel.test_import_back import _cvat_images_xml
+
+    pkg_root = _package(tmp_path / "releases" / "1.0.0")
+    pkg = DatasetPackage.open(pkg_root)
+    sd = pkg.split("train")
+    bad = next(i.id for i in sd.images if (i.video_id, i.frame_index) == (0, 2))
+    xml = tmp_path / "annotations.xml"
+    xml.write_text(_cvat_images_xml(pkg, sd, [bad], lambda i, shapes: [
+        ("disc" if n == "bar" else n, m) for n, m in shapes]))
+    r = run_segval("relabel", "import", "format=cvat", f"file={xml}", "data=package", f"data.root={pkg_root}",
+                   f"hydra.run.dir={tmp_path / 'import'}", cwd=tmp_path)
+    assert r.returncode == 0, r.output
+    assert "skipped box: 1 (e.g. image 'v0/002.png' (id 0) <box>" in r.stdout and "new version 1.1.0" in r.stdout
+    new = DatasetPackage.open(pkg_root.parent / "1.1.0").split("train")
+    assert sorted(i.category_id for i in new.instances(new.image(bad))) == [1, 2]

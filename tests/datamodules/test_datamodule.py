@@ -193,6 +193,37 @@ def test_plain_coco_holdout_through_the_datamodule(tmp_path: Path) -> None:
         dm.dataset("test")
 
 
+@pytest.mark.parametrize("bbox_only", ["ignore_box", "drop"])
+def test_plain_coco_boxes_without_masks_are_ignore_in_the_batch(tmp_path: Path, bbox_only: str) -> None:
+    """A bbox-only annotation of a plain COCO export: 255 in the batch mask where no annotation lies (ignore_box),
+    or taught as what lies under it (drop)."""
+    import json
+
+    root = write_shapes_package(tmp_path / "s", images={"train": 5})
+    coco = json.loads((root / "annotations" / "train.json").read_text())
+    rec = coco["images"][0]
+    coco["annotations"].append({"id": 10**6, "image_id": rec["id"], "category_id": 1, "segmentation": [],
+                                "bbox": [0, 0, 6, 4], "area": 24, "iscrowd": 0})
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    dm = SegmentationDataModule(annotations=tmp_path / "ann.json", images=root / "images" / "train", val_fraction=0.2,
+                                validate=False, bbox_only=bbox_only)
+    dm.setup("fit")
+    sd = dm.load().split("train")
+    boxed = np.zeros((rec["height"], rec["width"]), bool)
+    boxed[0:4, 0:6] = True  # pixel centres inside [0, 6) x [0, 4)
+    covered = np.zeros_like(boxed)
+    for inst in sd.instances(sd.image(rec["id"])):
+        covered |= inst.mask
+    ds = dm.data_train if rec["id"] in {r.id for r in dm.data_train.records} else dm.data_val
+    k = [r.id for r in ds.records].index(rec["id"])
+    mask = ds[k]["mask"].numpy()
+    if bbox_only == "drop":
+        assert not (mask == IGNORE).any()
+    else:
+        assert (mask[boxed & ~covered] == IGNORE).all() and not (mask[~(boxed & ~covered)] == IGNORE).any()
+    assert any("box but no mask" in w for w in dm.load().warnings)
+
+
 # ---------------------------------------------------------------------------- workers
 def test_workers_yield_the_same_images(shapes: Path) -> None:
     ids = {}

@@ -18,7 +18,7 @@ from segval.dataset.coco_dialects import (
     parse_color,
     require_instances,
 )
-from segval.errors import DatasetError
+from segval.errors import ConfigError, DatasetError
 
 
 @pytest.mark.parametrize("raw, want", [("false", False), ("0", False), ("true", True), ("True", True), (1, True),
@@ -101,10 +101,23 @@ def test_normalize_coco():
     assert out.bbox_only == {1: [[0.0, 0.0, 2.0, 2.0], [4.0, 4.0, 1.0, 1.0]]}
     text = "\n".join(out.warnings)
     for want in ("renumbered", "as a string", "'#rrggbb'", "'iscrowd' given as a string", "box but no mask ('segmentation' "
-                 "missing or empty) taken out as ignore regions (255 in semantic targets): 2 (first ids: 7, 8)", "clipped to it: 1 (first ids: 6)", "'area' missing, negative",
+                 "missing or empty) become ignore boxes (255 in semantic targets where no other annotation lies; "
+                 "bbox_only=drop|error chooses otherwise): 2 (first ids: 7, 8)", "clipped to it: 1 (first ids: 6)", "'area' missing, negative",
                  "'bbox' missing, negative"):
         assert want in text, want
     assert len(out.warnings) == len(set(out.warnings))  # one line per kind
+
+
+def test_normalize_coco_bbox_only_modes():
+    drop = normalize_coco(_coco(), bbox_only="drop")
+    assert drop.bbox_only == {} and [a["id"] for a in drop.coco["annotations"]] == [5, 6]
+    assert any("dropped (bbox_only=drop" in w and w.endswith(": 2 (first ids: 7, 8)") for w in drop.warnings)
+    with pytest.raises(DatasetError) as e:
+        normalize_coco(_coco(), path="x.json", bbox_only="error")
+    msg = str(e.value)
+    assert msg.startswith("x.json: ") and "refused (bbox_only=error)" in msg and msg.endswith("2 (first ids: 7, 8)")
+    with pytest.raises(ConfigError, match="bbox_only must be one of"):
+        normalize_coco(_coco(), bbox_only="keep")
 
 
 def test_normalize_coco_one_warning_per_kind():
@@ -161,3 +174,18 @@ def test_require_instances_says_what_it_is():
         require_instances({"image": {"id": 1}, "annotations": []}, path="sa_1.json")
     with pytest.raises(DatasetError, match="results.*not ground truth"):
         require_instances([{"image_id": 1, "score": 0.5}], path="res.json")
+
+
+def test_bbox_from_runs_matches_the_pixels():
+    """The recomputed bbox comes from the column-major runs (no decoding); cross-check with np.nonzero."""
+    from segval.dataset.coco_dialects import _bbox_of
+    from segval.dataset.rle import from_mask
+
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        m = rng.random((h, w)) < rng.random() * 0.5
+        ys, xs = np.nonzero(m)
+        want = [0.0] * 4 if not len(xs) else [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
+                                              float(ys.max() - ys.min() + 1)]
+        assert _bbox_of(from_mask(m)) == want

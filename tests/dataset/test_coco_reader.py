@@ -40,7 +40,7 @@ def test_dialects_end_to_end(tmp_path):
     (im,) = res.splits["train"]
     assert im.file_name == "imgs/a.png" and (im.instances[0].mask.decode() == CUBE).all()
     text = " ".join(res.warnings)
-    assert "ignore regions" in text and "'iscrowd' given as a string" in text and "'bbox' missing" in text
+    assert "become ignore boxes" in text and "'iscrowd' given as a string" in text and "'bbox' missing" in text
     write_imported(res, tmp_path / "pkg", name="shelf")
     split = DatasetPackage.open(tmp_path / "pkg").split("train")
     lm = split.read_label_map(split.images[0])

@@ -138,5 +138,39 @@ def test_labelme2voc_class_names_with_ignore(folder: Path, tmp_path: Path) -> No
     assert res["taxonomy"] == ["_background_", "box", "ball"]
     assert DatasetPackage.open(tmp_path / "pkg").taxonomy.ids == [0, 1, 2]
     _write(folder, "z_ign", [_shape("__ignore__", [[1, 1], [9, 9]], "rectangle")])
-    with pytest.raises(DatasetError, match=r"z_ign\.json: shape 0 .*'__ignore__' regions cannot be kept"):
-        import_labelme(folder, tmp_path / "pkg2", name="lm", version="1.0.0")
+    res = import_labelme(folder, tmp_path / "pkg2", name="lm", version="1.0.0")
+    pkg = DatasetPackage.open(tmp_path / "pkg2")
+    assert pkg.taxonomy.background_id is None and res["taxonomy"] == ["_background_", "box", "ball"]
+    split = pkg.split("train")
+    rec = next(r for r in split.images if r.file_name == "z_ign.png")
+    expected = np.zeros((40, 50), np.uint8)
+    expected[1:10, 1:10] = 255  # labelme's rectangle includes both corners
+    for source in ("coco", "label_map"):
+        assert split.semantic_target(rec, source).tolist() == expected.tolist()
+    assert any("ignore regions (255)" in w and "z_ign.json" in w for w in res["warnings"])
+
+
+def test_configurable_ignore_labels_give_255_where_no_object_lies(tmp_path: Path) -> None:
+    src = tmp_path / "lm"
+    _write(src, "a", [_shape("dontcare", [[0, 0], [19, 9]], "rectangle"),
+                      _shape("box", [[10, 5], [29, 14]], "rectangle")])
+    res = import_labelme(src, tmp_path / "pkg", name="lm", version="1.0.0", ignore_labels=["dontcare"],
+                         license="CC0-1.0")
+    assert res["taxonomy"] == ["_background_", "box"] and res["license"] == "CC0-1.0"
+    split = DatasetPackage.open(tmp_path / "pkg").split("train")
+    expected = np.zeros((40, 50), np.uint8)
+    expected[0:10, 0:20] = 255
+    expected[5:15, 10:30] = 1  # the box wins over the ignore region
+    assert split.semantic_target(split.images[0]).tolist() == expected.tolist()
+    # without the list the ignore label is a class
+    res = import_labelme(src, tmp_path / "pkg2", name="lm", version="1.0.0", ignore_labels=[])
+    assert res["taxonomy"] == ["_background_", "dontcare", "box"] and res["license"] == "unknown"
+    assert any("license: unknown" in w for w in res["warnings"])
+
+
+def test_area_less_shape_error_names_the_override_key(folder: Path, tmp_path: Path) -> None:
+    _write(folder, "z_pt", [_shape("ball", [[3, 3]], "point")])
+    with pytest.raises(DatasetError, match=r"z_pt\.json: shape 0 \(label 'ball'\): shape_type 'point' has no area.*"
+                                           r"labelme\.skip_unsupported=true"):
+        import_labelme(folder, tmp_path / "pkg", name="lm", version="1.0.0")
+    assert not (tmp_path / "pkg").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -276,6 +277,112 @@ def test_from_coco_missing_files(tmp_path):
         DatasetPackage.from_coco(tmp_path / "nope.json", tmp_path)
 
 
+def _rle(mask):
+    r = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": list(mask.shape), "counts": r["counts"].decode()}
+
+
+def _dialect_export(tmp_path, anns, **cat):
+    """A plain COCO export of one 8x6 image with category `cube` (id 1) and the given annotations."""
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 6}],
+            "categories": [{"id": 1, "name": "cube", **cat}], "annotations": anns}
+    (tmp_path / "ann.json").write_text(json.dumps(coco))
+    return tmp_path / "ann.json"
+
+
+CUBE = np.zeros((6, 8), bool)
+CUBE[1:4, 1:4] = True
+
+
+@pytest.mark.parametrize("mode", ["ignore_box", "drop"])
+def test_from_coco_bbox_only_boxes_are_ignore_in_the_semantic_target(tmp_path, mode):
+    ann = _dialect_export(tmp_path, [
+        {"id": 1, "image_id": 1, "category_id": 1, "segmentation": _rle(CUBE), "area": 9, "bbox": [1, 1, 3, 3]},
+        {"id": 2, "image_id": 1, "category_id": 1, "segmentation": [], "bbox": [2, 0, 6, 3], "area": 18},
+        {"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 5, 1.4, 1], "area": 1},  # no segmentation key
+    ])
+    pkg = DatasetPackage.from_coco(ann, tmp_path, bbox_only=mode)
+    split = pkg.split("train")
+    rec = split.images[0]
+    expected = np.where(CUBE, 1, 0).astype(np.uint8)  # train indices: background 0, cube 1
+    if mode == "ignore_box":
+        box = np.zeros((6, 8), bool)
+        box[0:3, 2:8] = True  # x 2..7, y 0..2
+        box[5, 0] = True  # x 0..1.4 covers the centre of pixel 0 only
+        expected[box & ~CUBE] = 255  # the annotated cube keeps its label inside the box
+        assert split.ignore_mask(rec).tolist() == box.tolist()
+    else:
+        assert split.ignore_mask(rec) is None
+    np.testing.assert_array_equal(split.semantic_target(rec), expected)
+    assert split.num_annotations == 1 and [i.annotation_id for i in split.instances(rec)] == [1]
+    (line,) = [w for w in pkg.warnings if "box but no mask" in w]
+    assert line.endswith("2 (first ids: 2, 3)") and (("ignore boxes" in line) == (mode == "ignore_box"))
+
+
+def test_from_coco_bbox_only_error(tmp_path):
+    ann = _dialect_export(tmp_path, [
+        {"id": 1, "image_id": 1, "category_id": 1, "segmentation": _rle(CUBE), "area": 9, "bbox": [1, 1, 3, 3]},
+        {"id": 7, "image_id": 1, "category_id": 1, "segmentation": [], "bbox": [2, 0, 6, 3]}])
+    with pytest.raises(DatasetError, match=r"ann.json: .*refused \(bbox_only=error\).*: 1 \(first ids: 7\)"):
+        DatasetPackage.from_coco(ann, tmp_path, bbox_only="error")
+
+
+@pytest.mark.parametrize("defect, warning", [
+    ({"area": -9}, "'area' missing, negative or not the mask's pixel count, recomputed from the mask: 1 (first ids: 1)"),
+    ({"bbox": [1, 1, -3, 3]}, "'bbox' missing, negative or not around the mask, recomputed from the mask: 1 "
+                              "(first ids: 1)"),
+    ({"segmentation": [[1, 1, 4000, 1, 4000, 4, 1, 4]]}, "polygons reaching outside their image clipped to it: 1 "
+                                                        "(first ids: 1)"),
+])
+def test_from_coco_one_defect_files_warn(tmp_path, defect, warning):
+    ann = _dialect_export(tmp_path, [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": _rle(CUBE),
+                                      "area": 9, "bbox": [1, 1, 3, 3], "iscrowd": 0, **defect}])
+    pkg = DatasetPackage.from_coco(ann, tmp_path)
+    assert warning in pkg.warnings
+    target = pkg.split("train").semantic_target(pkg.split("train").images[0])
+    expected = CUBE
+    if "segmentation" in defect:  # the polygon clipped at x = 8, rasterised by pycocotools
+        expected = mask_utils.decode(mask_utils.frPyObjects([[1, 1, 8, 1, 8, 4, 1, 4]], 6, 8)[0]).astype(bool)
+    assert (target == 1).tolist() == expected.tolist()
+
+
+def test_from_coco_annotator_dialect(tmp_path):
+    """COCO-Annotator: hex colours, string booleans, 64-bit ids, extra fields."""
+    big = 2**40 + 3
+    ann = _dialect_export(tmp_path, [{"id": big, "image_id": 1, "category_id": 1, "segmentation": _rle(CUBE),
+                                      "area": 9, "bbox": [1, 1, 3, 3], "iscrowd": "false", "isbbox": False,
+                                      "color": "#ff0000", "metadata": {}}], color="#c81e1e", isthing="true")
+    pkg = DatasetPackage.from_coco(ann, tmp_path)
+    assert pkg.taxonomy.category(1).color == (200, 30, 30)
+    assert pkg.split("train").instances(pkg.split("train").images[0])[0].annotation_id == big
+    text = "\n".join(pkg.warnings)
+    assert "'iscrowd' given as a string / boolean / null, read as 0 / 1: 1" in text and "'#rrggbb'" in text
+
+
+@pytest.mark.parametrize("content, match", [
+    ([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.9}], "COCO \\*results\\* file"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 6}], "categories": [{"id": 1, "name": "x"}],
+      "annotations": [{"image_id": 1, "file_name": "a.png", "segments_info": []}]},
+     "COCO \\*panoptic\\* file.*segval dataset import format=coco_panoptic"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": 8, "height": 6}], "annotations": [
+        {"id": 1, "image_id": 1, "caption": "a cube"}]}, "COCO \\*captions\\* file"),
+    ({"image": {"image_id": 1, "file_name": "a.png"}, "annotations": [{"segmentation": {}}]}, "SA-1B per-image file"),
+])
+def test_from_coco_names_other_kinds_of_file(tmp_path, content, match):
+    (tmp_path / "x.json").write_text(json.dumps(content))
+    with pytest.raises(DatasetError, match=match):
+        DatasetPackage.from_coco(tmp_path / "x.json", tmp_path)
+
+
+def test_from_coco_given_a_cvat_xml_says_so(tmp_path):
+    (tmp_path / "annotations.xml").write_text("<?xml version='1.0'?>\n<annotations><version>1.1</version>"
+                                              "</annotations>")
+    with pytest.raises(DatasetError, match="not a COCO JSON file: .*annotations.xml is a CVAT XML export; read it "
+                                           "with `segval dataset import format=cvat"):
+        DatasetPackage.from_coco(tmp_path / "annotations.xml", tmp_path)
+
+
 # ------------------------------------------------------------------ summary
 def test_summary(tmp_path):
     root = _write(tmp_path / "pkg")
@@ -301,3 +408,88 @@ def test_split_pickles_for_dataloader_workers(make_coco_package):
     rec = clone.images[0]
     np.testing.assert_array_equal(clone.semantic_target(rec), split.semantic_target(rec))
     np.testing.assert_array_equal(clone.read_image(rec), split.read_image(rec))
+
+
+def _remap(root):
+    """Move the files of _write's package to another layout and describe it with a `splits` mapping."""
+    (root / "data").mkdir()
+    shutil.move(root / "images" / "train", root / "data" / "photos")
+    shutil.move(root / "annotations" / "train.json", root / "data" / "train_coco.json")
+    shutil.move(root / "label_maps" / "train", root / "data" / "targets")
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    meta["splits"] = {"train": {"images": "data/photos", "annotations": "data/train_coco.json",
+                                "label_maps": "data/targets"},
+                      "val": None}  # the standard layout
+    (root / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return meta
+
+
+def test_splits_mapping_layout(tmp_path):
+    _write(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    _remap(tmp_path / "b")
+    a, b = DatasetPackage.open(tmp_path / "a"), DatasetPackage.open(tmp_path / "b")
+    assert b.splits == ["train", "val"]
+    tb = b.split("train")
+    assert tb.images_dir == tmp_path / "b" / "data" / "photos" and tb.has_label_maps
+    for s in ("train", "val"):
+        for ra, rb in zip(a.split(s).images, b.split(s).images, strict=True):
+            assert (a.split(s).read_image(ra) == b.split(s).read_image(rb)).all()
+            for src in ("coco", "label_map"):
+                assert (a.split(s).semantic_target(ra, src) == b.split(s).semantic_target(rb, src)).all()
+    validate_package(b)
+
+
+@pytest.mark.parametrize("entry, match", [
+    ({"images": "../outside"}, r"splits\.train\.images = '../outside' must be a relative path inside"),
+    ({"annotations": "/etc/train.json"}, r"splits\.train\.annotations = '/etc/train.json' must be a relative"),
+    ({"pictures": "x"}, r"splits\.train has unknown keys \['pictures'\]"),
+    ("images/train", r"splits\.train must be a mapping"),
+    ({"annotations": "annotations/nope.json"}, r"not found; every split listed in dataset.yaml needs "
+                                               r"annotations/nope.json"),
+])
+def test_splits_mapping_is_validated(tmp_path, entry, match):
+    root = _write(tmp_path / "pkg")
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    meta["splits"] = {"train": entry, "val": None}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    with pytest.raises(DatasetError, match=match):
+        DatasetPackage.open(root)
+
+
+def test_splits_mapping_link_leaving_the_root_is_refused(tmp_path):
+    root = _write(tmp_path / "pkg")
+    (tmp_path / "elsewhere").mkdir()
+    (root / "linked").symlink_to(tmp_path / "elsewhere")
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    meta["splits"] = {"train": {"images": "linked"}, "val": None}
+    (root / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    with pytest.raises(DatasetError, match=r"splits\.train\.images = 'linked' resolves to .*outside the package"):
+        DatasetPackage.open(root)
+
+
+def test_new_version_of_a_mapped_package_writes_where_the_mapping_says(tmp_path):
+    from segval.dataset.versioning import write_version_copy
+
+    root = _write(tmp_path / "pkg")
+    _remap(root)
+    coco = json.loads((root / "data" / "train_coco.json").read_text())
+    coco["annotations"] = coco["annotations"][:1]
+    write_version_copy(root, tmp_path / "new", version="1.3.0", annotations={"train": coco})
+    new = DatasetPackage.open(tmp_path / "new")
+    assert new.version == "1.3.0" and new.split("train").num_annotations == 1
+    assert not (tmp_path / "new" / "annotations" / "train.json").exists()
+
+
+def test_open_given_an_export_says_what_it_is(tmp_path):
+    js = _dialect_export(tmp_path, [])
+    with pytest.raises(DatasetError, match=r"is a file, not a package folder: it is a COCO file; run with data=coco"):
+        DatasetPackage.open(js)
+    (tmp_path / "annotations.xml").write_text("<annotations><version>1.1</version></annotations>")
+    with pytest.raises(DatasetError, match=r"is a CVAT XML export; read it with `segval dataset import format=cvat"):
+        DatasetPackage.open(tmp_path / "annotations.xml")
+    voc = tmp_path / "VOC"
+    (voc / "SegmentationClass").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"this is no segval package: .*VOC is a PASCAL VOC-style folder; read it "
+                                           r"with `segval dataset import format=voc source="):
+        DatasetPackage.open(voc)

@@ -196,3 +196,44 @@ def test_cvat_segmentation_mask_of_other_size(tmp_path):
     write_rgb(root / "JPEGImages" / "frame_a.jpg", H, W + 2, fmt="JPEG")
     with pytest.raises(DatasetError, match="mask is 8x6 .width x height. but its image is 10x6"):
         read_cvat_masks(root)
+
+
+def test_binary_grey_masks_read_through_a_grey_colour_table(tmp_path):
+    """A 0 / 255 grey mask (cleargrasp, many robotics sets) with `object:255,255,255` is the object class, not
+    ignore; the same mask with the VOC table is all ignore / background, and a fully ignored mask warns."""
+    from .helpers import box, write_rgb
+
+    write_rgb(tmp_path / "img" / "a.png", 6, 8)
+    obj = box(6, 8, 1, 4, 2, 6)
+    (tmp_path / "m").mkdir()
+    Image.fromarray(np.where(obj, 255, 0).astype(np.uint8), mode="L").save(tmp_path / "m" / "a.png")
+    (tmp_path / "labelmap.txt").write_text("background:0,0,0::\nglass:255,255,255::\n")
+    res = read_voc(tmp_path / "m", tmp_path / "img", colors=tmp_path / "labelmap.txt")
+    (im,) = res.splits["train"]
+    assert res.taxonomy.names == ["background", "glass"] and im.ignore is None
+    assert [(i.category_id, i.mask.decode().tolist()) for i in im.instances] == [(1, obj.tolist())]
+    res = read_voc(tmp_path / "m", tmp_path / "img", colors="voc")  # the same mask read with VOC's table
+    (im,) = res.splits["train"]
+    assert im.instances == [] and im.ignore.decode().tolist() == obj.tolist()
+    assert any("nothing but ignore (255) and class 0" in w and "object:255,255,255" in w and "a.png" in w
+               for w in res.warnings)
+
+
+def test_labelme2voc_class_names_as_colour_table(tmp_path):
+    """labelme2voc: class_names.txt (``__ignore__`` first) + palette PNGs whose index 255 is the ignore label."""
+    from .helpers import box, write_rgb
+
+    write_rgb(tmp_path / "JPEGImages" / "a.jpg", 6, 8, fmt="JPEG")
+    (tmp_path / "class_names.txt").write_text("__ignore__\n_background_\nbox\nball\n")
+    idx = np.zeros((6, 8), np.uint8)
+    idx[box(6, 8, 0, 2, 0, 3)] = 2  # ball
+    idx[box(6, 8, 3, 6, 4, 8)] = 255  # __ignore__
+    png = Image.fromarray(idx, mode="P")
+    png.putpalette(voc_colormap().reshape(-1).tolist())
+    (tmp_path / "SegmentationClass").mkdir()
+    png.save(tmp_path / "SegmentationClass" / "a.png")
+    res = read_voc(tmp_path / "SegmentationClass", tmp_path / "JPEGImages")
+    (im,) = res.splits["train"]
+    assert res.taxonomy.names == ["_background_", "box", "ball"] and res.taxonomy.background_id == 0
+    assert [(i.category_id, i.area) for i in im.instances] == [(2, 6)]
+    assert im.ignore.decode().tolist() == box(6, 8, 3, 6, 4, 8).tolist()

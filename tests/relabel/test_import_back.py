@@ -208,3 +208,139 @@ def test_exports_of_images_not_in_the_dataset_and_bad_versions(pkg_root, tmp_pat
     xml = labelstudio.label_config(pkg.taxonomy)
     assert '<BrushLabels name="label" toName="image">' in xml and 'value="background"' not in xml
     assert xml.count('<Label value="disc"') == 2
+
+
+# ---------------------------------------------------------------- exports of tasks that lost segval's ids
+def _accepted_tasks(pkg, image_ids):
+    """Label Studio tasks of the images with their current labels accepted as the annotation."""
+    sd = pkg.split("train")
+    q, _ = _queue(pkg, image_ids)
+    tasks = labelstudio.tasks_for_queue(q, sd, pkg.taxonomy)
+    return sd, _ls_export(tasks, lambda i, res: res)
+
+
+def _corrections_equal(a, b):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert [(i.category_id, i.mask.tolist()) for i in a[k]] == [(i.category_id, i.mask.tolist()) for i in b[k]]
+
+
+def test_label_studio_export_without_image_id_is_matched_by_file_name(pkg_root, tmp_path):
+    """Tasks re-imported into Label Studio lose data.image_id: local files keep their path (with or without the
+    split folder); a `labels` result repeating a brush region counts once; boxes are skipped and reported."""
+    from segval.dataset.formats.result import Findings
+
+    pkg = DatasetPackage.open(pkg_root)
+    sd, exp = _accepted_tasks(pkg, [r.id for r in pkg.split("train").images[:2]])
+    reference = labelstudio.read_export(_write_json(tmp_path / "ref.json", exp), sd, pkg.taxonomy)
+    first = exp[0]["annotations"][1]["result"][0]
+    for k, task in enumerate(exp):
+        fn = task["data"]["file_name"]
+        task["data"] = {"image": f"/data/local-files/?d={fn}" if k == 0 else f"/data/local-files/?d=train/{fn}"}
+    exp[0]["annotations"][1]["result"] += [
+        {"id": first["id"], "type": "labels", "original_width": 64, "original_height": 48,
+         "value": {"format": "rle", "rle": first["value"]["rle"], "labels": first["value"]["brushlabels"]}},
+        {"id": "box1", "type": "rectanglelabels", "original_width": 64, "original_height": 48,
+         "value": {"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": ["disc"]}}]
+    f = Findings()
+    got = labelstudio.read_export(_write_json(tmp_path / "ls.json", exp), sd, pkg.taxonomy, findings=f)
+    _corrections_equal(got, reference)
+    assert {k: v.count for k, v in f.skipped.items()} == {"rectanglelabels": 1}
+
+
+def test_label_studio_json_min_export(pkg_root, tmp_path):
+    pkg = DatasetPackage.open(pkg_root)
+    sd, exp = _accepted_tasks(pkg, [pkg.split("train").images[1].id])
+    reference = labelstudio.read_export(_write_json(tmp_path / "ref.json", exp), sd, pkg.taxonomy)
+    results = exp[0]["annotations"][1]["result"]
+    fn = exp[0]["data"]["file_name"]
+    minimal = [{"image": f"/data/local-files/?d=train/{fn}", "id": 5, "annotator": 1,
+                "label": [dict(r["value"], original_width=64, original_height=48) for r in results]}]
+    got = labelstudio.read_export(_write_json(tmp_path / "min.json", minimal), sd, pkg.taxonomy)
+    _corrections_equal(got, reference)
+
+
+def test_label_studio_file_name_matching_no_or_several_images(pkg_root, tmp_path):
+    pkg = DatasetPackage.open(pkg_root)
+    sd, exp = _accepted_tasks(pkg, [pkg.split("train").images[0].id])
+    exp[0]["data"] = {"image": "/data/upload/3/0a1b2c3d-nowhere.png"}
+    with pytest.raises(DatasetError, match=r"task 1: .*'nowhere.png'.* matches no image of split 'train'"):
+        labelstudio.read_export(_write_json(tmp_path / "x.json", exp), sd, pkg.taxonomy)
+    # an upload keeps only the base name, which every video folder of this package has
+    exp[0]["data"] = {"image": "/data/upload/3/0a1b2c3d-000000.png"}
+    with pytest.raises(DatasetError, match=r"task 1: image '000000.png' matches several images of split 'train' "
+                                           r"\(train_000/000000.png, "):
+        labelstudio.read_export(_write_json(tmp_path / "x.json", exp), sd, pkg.taxonomy)
+
+
+def _write_json(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def _cvat_mask(mask, label, z=0):
+    """A CVAT 1.1 <mask>: run lengths (0s first) row-major over the mask's bounding box."""
+    ys, xs = np.nonzero(mask)
+    top, left = int(ys.min()), int(xs.min())
+    h, w = int(ys.max()) - top + 1, int(xs.max()) - left + 1
+    flat = mask[top:top + h, left:left + w].reshape(-1)
+    change = np.flatnonzero(np.diff(flat.astype(np.int8))) + 1
+    runs = np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
+    if flat[0]:
+        runs = [0] + runs
+    return (f'<mask label="{label}" source="manual" occluded="0" rle="{", ".join(map(str, runs))}" left="{left}" '
+            f'top="{top}" width="{w}" height="{h}" z_order="{z}"></mask>')
+
+
+def _cvat_images_xml(pkg, sd, image_ids, edit=None):
+    names = {c.id: c.name for c in pkg.taxonomy.categories}
+    labels = "".join(f"<label><name>{n}</name><type>any</type></label>" for i, n in names.items()
+                     if i != pkg.taxonomy.background_id)
+    body = []
+    for k, image_id in enumerate(image_ids):
+        rec = sd.image(image_id)
+        shapes = [(names[i.category_id], i.mask) for i in sd.instances(rec) if i.category_id != pkg.taxonomy.background_id]
+        if edit:
+            shapes = edit(image_id, shapes)
+        els = "".join(_cvat_mask(m, n) for n, m in shapes)
+        body.append(f'<image id="{k}" name="{rec.file_name}" width="{rec.width}" height="{rec.height}">{els}'
+                    '<box label="disc" xtl="0" ytl="0" xbr="4" ybr="4" occluded="0" z_order="0"></box></image>')
+    return ('<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version><meta><task><id>7</id>'
+            f"<labels>{labels}</labels></task></meta>{''.join(body)}</annotations>")
+
+
+def test_cvat_for_images_xml_round_trip(pkg_root, tmp_path):
+    """`relabel import format=cvat` reads "CVAT for images 1.1" XML (and its zip): an eroded mask is a correction."""
+    import zipfile
+
+    from segval.dataset.formats.result import Findings
+
+    pkg = DatasetPackage.open(pkg_root)
+    sd = pkg.split("train")
+    a, b = sd.images[2].id, sd.images[3].id
+    insts = [i for i in sd.instances(sd.image(a)) if i.category_id != pkg.taxonomy.background_id]
+    k0 = int(np.argmax([i.mask.sum() for i in insts]))
+    shrunk = cv2.erode(insts[k0].mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+
+    def edit(image_id, shapes):
+        return [(n, shrunk if image_id == a and k == k0 else m) for k, (n, m) in enumerate(shapes)]
+
+    xml = tmp_path / "annotations.xml"
+    xml.write_text(_cvat_images_xml(pkg, sd, [a, b], edit))
+    f = Findings()
+    corr = cvat.read_export(xml, sd, pkg.taxonomy, findings=f)
+    assert sorted(corr) == sorted([a, b]) and f.skipped["box"].count == 2
+    assert [i.mask.tolist() for i in corr[a]] == [shrunk.tolist() if k == k0 else i.mask.tolist()
+                                                 for k, i in enumerate(insts)]
+    with zipfile.ZipFile(tmp_path / "task.zip", "w") as z:
+        z.write(xml, "annotations.xml")
+    _corrections_equal(cvat.read_export(tmp_path / "task.zip", sd, pkg.taxonomy), corr)
+    res = apply_corrections(pkg_root, corr, output=tmp_path / "v2", read_only=False)
+    assert res["corrected"] == [insts[k0].annotation_id] and res["added"] == [] and res["deprecated"] == []
+    # an unknown label and a wrong size are refused, naming the image
+    xml.write_text(_cvat_images_xml(pkg, sd, [a], lambda i, s: [("unicorn", m) for _, m in s]))
+    with pytest.raises(DatasetError, match=r"annotations.xml, image id \d+: image '.*' \(CVAT id 0\): labels \['unicorn'\] are not"):
+        cvat.read_export(xml, sd, pkg.taxonomy)
+    xml.write_text(_cvat_images_xml(pkg, sd, [a]).replace('width="64"', 'width="60"', 1))
+    with pytest.raises(DatasetError, match=r"is 60x48 in the export but 64x48 in the dataset"):
+        cvat.read_export(xml, sd, pkg.taxonomy)

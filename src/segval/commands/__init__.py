@@ -66,7 +66,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(("validate",), "qa -> train -> analyze -> relabel queue -> compare -> gate for a version; resumable"),
     Command(("data", "render"), "render the demo tabletop dataset package (pybullet)"),
     Command(("data", "check"), "validate a dataset package or COCO export and print a summary"),
-    Command(("dataset", "import"), "labelme folder / COCO export / label maps -> a new package"),
+    Command(("dataset", "import"), "COCO / panoptic / CVAT / Label Studio / VOC / labelme export -> a new package"),
     Command(("dataset", "export"), "package -> COCO RLE / label maps / COCO panoptic"),
     Command(("dataset", "split"), "re-split keeping videos whole, class shares within tolerance"),
     Command(("dataset", "stats"), "per-split class statistics, plots and a mosaic"),

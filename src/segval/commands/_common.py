@@ -112,7 +112,10 @@ def open_package(cfg: DictConfig, *, plain_coco: bool = True) -> Any:
             raise ConfigError("data.annotations is set but data.images is not: pass the folder the file_name "
                               "entries are relative to")
         pkg = DatasetPackage.from_coco(data.annotations, data.images, split="train",
-                                       background=data.get("background", "auto"), max_pixels=max_pixels)
+                                       background=data.get("background", "auto"),
+                                       bbox_only=data.get("bbox_only", "ignore_box"), max_pixels=max_pixels)
+        for line in pkg.warnings:  # the export's COCO dialect, one line per kind
+            print(f"warning: {data.annotations}: {line}")
     elif data.get("root"):
         pkg = DatasetPackage.open(data.root, max_pixels=max_pixels)
     else:

@@ -47,8 +47,12 @@ def run_check(cfg: DictConfig) -> dict[str, Any]:
     splits = list(cfg.splits) if cfg.splits else list(pkg.splits)
     validate_package(pkg, splits=splits)
     summary = summarize(pkg, splits=splits)
+    summary["warnings"] = list(pkg.warnings)
     print(format_summary(summary))
-    print(f"\n{pkg.name} {pkg.version}: OK, no problems found in {', '.join(splits)}")
+    # how the export's COCO dialect was read: logged by the data module when it opened the file (one line per kind)
+    note = (f" ({len(pkg.warnings)} warning(s) logged above: what was coerced or recomputed; also in summary.json)"
+            if pkg.warnings else "")
+    print(f"\n{pkg.name} {pkg.version}: OK, no problems found in {', '.join(splits)}{note}")
     if cfg.save_summary:
         path = write_json(Path(cfg.paths.output_dir) / "summary.json", summary)
         print(f"summary: {path}")

@@ -1,7 +1,8 @@
 """`segval dataset import | export | split | stats | clean | release | diff | publish`: the dataset tools.
 
     segval dataset import format=labelme source=<labelme folder> output=<package> name=apc version=1.0.0
-    segval dataset import format=coco source=<file.json> coco.images=<folder> output=<package>
+    segval dataset import format=coco source=<file.json | COCO / Roboflow / mmdet folder> [images=...] output=<package>
+    segval dataset import format=coco_panoptic|cvat|cvat_masks|labelstudio|voc source=... [images=...] output=...
     segval dataset export root=<package> format=coco|label_maps|panoptic output=<folder>
     segval dataset split source=<package> output=<new package> fractions=[0.7,0.15,0.15]
     segval dataset stats root=<package>
@@ -12,7 +13,7 @@
     segval dataset guideline data.root=<package> [run_dir=<analyze run>] [queue=<queue.json>] [into_package=true]
 
 Each function composes, calls the library and prints what it decided and where it wrote it; the work is in
-:mod:`segval.dataset` (import / export), :mod:`segval.qa.resplit`, :mod:`segval.qa.stats`,
+:mod:`segval.dataset.formats` (import), :mod:`segval.dataset.export`, :mod:`segval.qa.resplit`, :mod:`segval.qa.stats`,
 :mod:`segval.qa.cleanup`, :mod:`segval.qa.guideline` + :mod:`segval.report.guideline` and :mod:`segval.release`.
 """
 
@@ -28,45 +29,70 @@ from segval.commands._common import dispatch, open_package, output_dir, progress
 from segval.errors import ConfigError, DatasetError
 from segval.io import write_json, write_text
 
-IMPORT_FORMATS = ("labelme", "coco", "label_maps")
+IMPORT_FORMATS = ("coco", "coco_panoptic", "cvat", "cvat_masks", "labelstudio", "voc", "labelme", "label_maps")
 
 
 # ---------------------------------------------------------------------------------------- import / export
 def run_import(cfg: DictConfig) -> dict[str, Any]:
-    """A labelme folder, COCO export or label-map folder -> a new package (everything parsed before writing)."""
+    """Another tool's export -> a new package: read and check everything (:func:`segval.dataset.formats.read_export`),
+    print the report (warnings, skipped kinds with counts), then write it (:func:`segval.dataset.formats.write_imported`).
+    """
+    from segval.dataset.writer import SEMVER
+
     require(cfg, "source", "output")
-    fmt = cfg.format
+    fmt = str(cfg.format)
     if fmt not in IMPORT_FORMATS:
         raise ConfigError(f"format must be one of {list(IMPORT_FORMATS)}, got {fmt!r}")
     output = Path(cfg.output)
     if output.exists():
         raise ConfigError(f"{output} already exists; refusing to overwrite it (choose another output)")
-    if fmt == "labelme":
-        from segval.dataset.labelme import import_labelme
+    if cfg.version is not None and not SEMVER.match(str(cfg.version)):
+        raise ConfigError(f"version must be a semver string such as 1.0.0, got {cfg.version!r}")
+    source = Path(cfg.source)
+    if fmt == "label_maps" or (fmt == "coco" and (source / "export.yaml").is_file()):
+        return _import_segval_export(cfg, fmt, output)
+    from segval.dataset.formats import read_export, write_imported
 
-        source = Path(cfg.source)
-        res = import_labelme(source, output, name=cfg.name or source.resolve().name, version=cfg.version or "1.0.0",
-                             split=cfg.split, labels=cfg.labelme.labels,
-                             skip_unsupported=bool(cfg.labelme.skip_unsupported), progress=progress("labelme"))
-        for reason in res["skipped"]:
-            print(f"skipped: {reason}")
-        print(f"taxonomy ({'from ' + res['label_list'] if res['label_list'] else 'first-seen order'}): "
-              f"{res['taxonomy']}")
-    elif fmt == "coco":
-        from segval.dataset.export import import_coco_export
+    images = cfg.get("images") or (cfg.coco.images if fmt == "coco" else None)
+    background = cfg.get("background") or (cfg.coco.background if fmt == "coco" else None)
+    options = OmegaConf.to_container(cfg[fmt], resolve=True) if fmt in cfg else {}
+    options = {k: v for k, v in (options or {}).items() if k not in ("images", "background")}
+    result = read_export(fmt, source, images=images, split=str(cfg.split), background=background, options=options,
+                         max_pixels=int(cfg.max_pixels), progress=progress(f"reading {fmt}"))
+    for line in result.report():
+        print(line)
+    print(f"read {result.num_images} images, {result.num_instances} instances "
+          f"({', '.join(f'{s}: {len(v)}' for s, v in result.splits.items())}); classes: {result.taxonomy.names}")
+    res = write_imported(result, output, name=cfg.name, version=str(cfg.version or "1.0.0"), license=cfg.license,
+                         progress=progress("writing"))
+    for line in res["warnings"][len(result.warnings):]:  # the licence and ignore-region notes of the writer
+        print(f"warning: {line}")
+    extra = res["annotations"] - result.num_instances
+    print(f"imported {res['images']} images, {result.num_instances} instances from {fmt} {cfg.source}"
+          + (f" (+ {extra} background annotations around the ignore regions)" if extra else "")
+          + f"\npackage written: {output} (license: {res['license']})")
+    return res
 
-        res = import_coco_export(cfg.source, output, name=cfg.name, version=cfg.version, images=cfg.coco.images,
-                                 split=cfg.split, background=cfg.coco.background, progress=progress("coco"))
+
+def _import_segval_export(cfg: DictConfig, fmt: str, output: Path) -> dict[str, Any]:
+    """A folder written by `segval dataset export` (coco: byte-stable round trip) or label-map PNGs + taxonomy."""
+    from segval.dataset.export import import_coco_export, import_label_maps
+
+    if fmt == "coco":
+        res = import_coco_export(cfg.source, output, name=cfg.name, version=cfg.version, split=cfg.split,
+                                 background=cfg.get("background") or cfg.coco.background, license=cfg.license,
+                                 progress=progress("coco"))
     else:
-        from segval.dataset.export import import_label_maps
-
         res = import_label_maps(cfg.source, output, name=cfg.name, version=cfg.version,
-                                images=cfg.label_maps.images, taxonomy=cfg.label_maps.taxonomy, split=cfg.split,
-                                progress=progress("label maps"))
+                                images=cfg.get("images") or cfg.label_maps.images, taxonomy=cfg.label_maps.taxonomy,
+                                split=cfg.split, license=cfg.license, progress=progress("label maps"))
         if res.get("void_kept"):
             print("label maps hold void (255): the package has no background id, background is an annotation")
-    print(f"imported {res['images']} images, {res.get('instances', res.get('annotations'))} instances "
-          f"from {fmt} {cfg.source}\npackage written: {output}")
+    if res["license"] == "unknown":
+        print("warning: no licence given and the export names none: dataset.yaml says `license: unknown`; pass "
+              "license=<SPDX id> (e.g. CC-BY-4.0) when you know it")
+    print(f"imported {res['images']} images, {res['annotations']} annotations from {fmt} {cfg.source}\n"
+          f"package written: {output} (license: {res['license']})")
     return res
 
 

@@ -303,6 +303,7 @@ def run_export(cfg: DictConfig) -> dict:
 def run_import(cfg: DictConfig) -> dict:
     """Read a Label Studio / CVAT export and write the corrected dataset as a new version."""
     from segval.io import write_json
+    from segval.dataset.formats.result import Findings
     from segval.relabel import cvat, labelstudio
     from segval.relabel.import_back import apply_corrections
 
@@ -310,12 +311,18 @@ def run_import(cfg: DictConfig) -> dict:
     if fmt not in ("labelstudio", "cvat"):
         raise ConfigError(f"format must be labelstudio or cvat, got {fmt!r}")
     if not cfg.get("file"):
-        raise ConfigError("missing file=<the Label Studio JSON export or the CVAT COCO 1.0 export (json or zip)>")
+        raise ConfigError("missing file=<the Label Studio JSON export, or the CVAT 'CVAT for images 1.1' / 'COCO 1.0' "
+                          "export (xml, json or zip)>")
     pkg = open_package(cfg, plain_coco=False)
     split = str(cfg.split)
     sd = pkg.split(split)
     reader = labelstudio.read_export if fmt == "labelstudio" else cvat.read_export
-    corrections = reader(cfg.file, sd, pkg.taxonomy)
+    findings = Findings()  # what the reader skipped (boxes, keypoints, tags, ...) and warns about
+    corrections = reader(cfg.file, sd, pkg.taxonomy, findings=findings)
+    for line in findings.warnings():
+        print(f"warning: {line}")
+    for kind, skipped in findings.skipped.items():
+        print(f"skipped {kind}: {skipped}")
     res = apply_corrections(pkg.root, corrections, split=split, output=cfg.get("output"),
                             version=str(cfg.version) if cfg.get("version") else None, notes=str(cfg.get("notes") or ""),
                             origin=f"{fmt} export {cfg.file}", read_only=bool(cfg.get("read_only", True)))

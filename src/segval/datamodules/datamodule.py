@@ -36,6 +36,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         root: dataset package folder (holds dataset.yaml).
         annotations, images: a plain COCO JSON and the folder its ``file_name`` entries are relative to.
         background: plain COCO only: "auto", "none" or a category name (see ``Taxonomy.from_coco_categories``).
+        bbox_only: plain COCO only: annotations with a box but no mask: "ignore_box" (255 in the semantic target
+            where no annotation lies), "drop" or "error".
         val_fraction: plain COCO only: share held out for validation.
         format: "coco" (decode annotations) or "label_map" (read PNG label maps).
         train_split, val_split: split names in the package.
@@ -58,6 +60,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         annotations: str | Path | None = None,
         images: str | Path | None = None,
         background: str = "auto",
+        bbox_only: str = "ignore_box",
         val_fraction: float = 0.2,
         format: str = "coco",
         train_split: str = "train",
@@ -98,6 +101,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.annotations = None if annotations is None else Path(annotations)
         self.images = None if images is None else Path(images)
         self.background = background
+        self.bbox_only = bbox_only
         self.val_fraction = val_fraction
         self.format = format
         self.train_split = train_split
@@ -135,8 +139,10 @@ class SegmentationDataModule(pl.LightningDataModule):
                     log.info("data.annotations is set: reading the plain COCO export, not data.root=%s", self.root)
                 self.package = DatasetPackage.from_coco(
                     self.annotations, self.images, split=PLAIN_COCO_SPLIT, background=self.background,
-                    max_pixels=self.max_pixels,
+                    bbox_only=self.bbox_only, max_pixels=self.max_pixels,
                 )
+                for line in self.package.warnings:  # the export's COCO dialect, one line per kind
+                    log.warning("%s: %s", self.annotations, line)
             else:
                 self.package = DatasetPackage.open(self.root, max_pixels=self.max_pixels)
                 for key, split in (("train_split", self.train_split), ("val_split", self.val_split)):

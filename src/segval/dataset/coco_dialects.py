@@ -31,7 +31,7 @@ import numpy as np
 
 from segval.dataset.rle import RunLengths, from_mask
 from segval.dataset.segmentation import decode_segmentation
-from segval.errors import DatasetError
+from segval.errors import ConfigError, DatasetError
 
 __all__ = [
     "CocoKind",
@@ -42,6 +42,7 @@ __all__ = [
     "coerce_bool",
     "coerce_int",
     "is_bbox_only",
+    "BBOX_ONLY_MODES",
     "normalize_coco",
     "parse_color",
     "require_instances",
@@ -276,11 +277,18 @@ def _outside(poly: Sequence[float], width: int, height: int) -> bool:
 
 
 def _bbox_of(rl: RunLengths) -> list[float]:
-    m = rl.decode()
-    ys, xs = np.nonzero(m)
-    if not len(xs):
+    """[x, y, w, h] of a mask from its column-major runs (no decoding): a run spanning two or more
+    columns covers every row."""
+    starts, lengths = rl.fg_runs()
+    if not len(starts):
         return [0.0, 0.0, 0.0, 0.0]
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+    h = int(rl.height)
+    ends = starts + lengths - 1
+    x0, x1 = int(starts[0] // h), int(ends[-1] // h)
+    spans = (ends // h) != (starts // h)
+    y0 = 0 if spans.any() else int((starts % h).min())
+    y1 = h - 1 if spans.any() else int((ends % h).max())
+    return [float(x0), float(y0), float(x1 - x0 + 1), float(y1 - y0 + 1)]
 
 
 def _inconsistent(given: Any, actual: float, tol_rel: float = 0.1, tol_abs: float = 2.0) -> bool:
@@ -311,6 +319,17 @@ class NormalizedCoco:
     category_map: dict[int, int] = field(default_factory=dict)
 
 
+_BBOX_ONLY_TEXT = {
+    "ignore_box": "annotations with a box but no mask ('segmentation' missing or empty) become ignore boxes (255 in "
+                  "semantic targets where no other annotation lies; bbox_only=drop|error chooses otherwise)",
+    "drop": "annotations with a box but no mask ('segmentation' missing or empty) dropped (bbox_only=drop: their "
+            "objects are taught as whatever lies under them, usually background)",
+    "error": "annotations with a box but no mask ('segmentation' missing or empty) refused (bbox_only=error); segval "
+             "needs masks: draw them, or set bbox_only=ignore_box (their boxes become ignore regions) or "
+             "bbox_only=drop",
+}
+
+
 class _Kinds:
     def __init__(self) -> None:
         self.kinds: dict[str, tuple[str, list[Any], list[int]]] = {}
@@ -321,15 +340,21 @@ class _Kinds:
         if len(ids) < MAX_IDS:
             ids.append(ident)
 
+    def line(self, kind: str) -> str:
+        msg, ids, n = self.kinds[kind]
+        more = ", ..." if n[0] > len(ids) else ""
+        return f"{msg}: {n[0]} (first ids: {', '.join(map(str, ids))}{more})"
+
     def lines(self) -> list[str]:
-        out = []
-        for msg, ids, n in self.kinds.values():
-            more = ", ..." if n[0] > len(ids) else ""
-            out.append(f"{msg}: {n[0]} (first ids: {', '.join(map(str, ids))}{more})")
-        return out
+        return [self.line(k) for k in self.kinds]
 
 
-def normalize_coco(coco: Any, *, path: object | None = None, recompute: bool = True) -> NormalizedCoco:
+#: what to do with annotations that have a box but no mask (``coco.bbox_only`` / ``data.bbox_only``)
+BBOX_ONLY_MODES = ("ignore_box", "drop", "error")
+
+
+def normalize_coco(coco: Any, *, path: object | None = None, recompute: bool = True,
+                   bbox_only: str = "ignore_box") -> NormalizedCoco:
     """Bring a COCO instance-segmentation dict from a real tool to the form segval reads.
 
     Args:
@@ -337,13 +362,19 @@ def normalize_coco(coco: Any, *, path: object | None = None, recompute: bool = T
         path: the file, named in errors.
         recompute: check ``area`` / ``bbox`` against the decoded mask and recompute bad ones
             (decodes every mask once).
+        bbox_only: annotations with a box but no mask: ``"ignore_box"`` (their box becomes an ignore
+            region: returned in :attr:`NormalizedCoco.bbox_only`), ``"drop"`` (left out, with a
+            warning) or ``"error"`` (one DatasetError giving the count and the first ids).
 
     Raises:
-        DatasetError: not COCO instance segmentation (says what it is), or values that cannot be
-            coerced (every such problem listed, with ids).
+        DatasetError: not COCO instance segmentation (says what it is), values that cannot be
+            coerced (every such problem listed, with ids), bbox-only annotations with ``bbox_only="error"``.
+        ConfigError: an unknown ``bbox_only``.
     """
     from segval.dataset.coco import combine_problems
 
+    if bbox_only not in BBOX_ONLY_MODES:
+        raise ConfigError(f"bbox_only must be one of {list(BBOX_ONLY_MODES)}, got {bbox_only!r}")
     require_instances(coco, path=path)
     kinds = _Kinds()
     problems: list[DatasetError] = []
@@ -422,7 +453,7 @@ def normalize_coco(coco: Any, *, path: object | None = None, recompute: bool = T
 
     # annotations
     anns: list[dict[str, Any]] = []
-    bbox_only: dict[int, list[list[float]]] = {}
+    mode, boxes = bbox_only, {}  # type: dict[int, list[list[float]]]
     for k, a in enumerate(coco.get("annotations") or []):
         if not isinstance(a, Mapping):
             bad(f"annotation entry {k} is not an object")
@@ -458,9 +489,9 @@ def normalize_coco(coco: Any, *, path: object | None = None, recompute: bool = T
             except (TypeError, ValueError):
                 bad(f"bbox {a.get('bbox')!r} is not four numbers", annotation_id=aid)
                 continue
-            bbox_only.setdefault(a["image_id"], []).append(box)
-            kinds.add("bbox_only", "annotations with a box but no mask ('segmentation' missing or empty) taken out "
-                      "as ignore regions (255 in semantic targets)", aid)
+            if mode == "ignore_box":
+                boxes.setdefault(a["image_id"], []).append(box)
+            kinds.add("bbox_only", _BBOX_ONLY_TEXT[mode], aid)
             continue
         size = sizes.get(a["image_id"])
         seg = a.get("segmentation")
@@ -496,8 +527,11 @@ def normalize_coco(coco: Any, *, path: object | None = None, recompute: bool = T
                 kinds.add("bbox", "'bbox' missing, negative or not around the mask, recomputed from the mask", aid)
                 a["bbox"] = box
         anns.append(a)
+    if mode == "error" and "bbox_only" in kinds.kinds:
+        problems.append(DatasetError(kinds.line("bbox_only"), path=path))
     if problems:
         raise combine_problems(problems, f"{path}: {len(problems)} problem(s) in the COCO file", path=path)
     out = dict(coco)
     out.update({"images": images, "annotations": anns, "categories": cats})
-    return NormalizedCoco(out, kinds.lines(), bbox_only, category_map)
+    warns = [w for k, w in zip(kinds.kinds, kinds.lines()) if not (mode == "error" and k == "bbox_only")]
+    return NormalizedCoco(out, warns, boxes, category_map)

@@ -53,7 +53,8 @@ def _dump(path: Path, obj: Any) -> None:
 
 
 def _write_manifest(tmp: Path, pkg: DatasetPackage, splits: Sequence[str], fmt: str) -> None:
-    meta = {"name": pkg.name, "version": pkg.version, "format": fmt, "splits": list(splits)}
+    meta = {"name": pkg.name, "version": pkg.version, "license": pkg.license or None, "format": fmt,
+            "splits": list(splits)}
     meta.update(pkg.taxonomy.to_dict())
     with open(tmp / "export.yaml", "w", encoding="utf-8") as f:
         yaml.safe_dump(meta, f, sort_keys=False, default_flow_style=None, allow_unicode=True)
@@ -236,9 +237,12 @@ def import_coco_export(
     images: str | os.PathLike | None = None,
     split: str = "train",
     background: str | None = "auto",
+    license: str | None = None,  # noqa: A002 - the dataset.yaml key
     progress: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
     """COCO (RLE or polygons) -> package.
+
+    ``license`` goes to dataset.yaml (default: the export manifest's, else ``unknown``).
 
     ``source`` is a COCO JSON file (then ``images`` is the folder its ``file_name`` entries are
     relative to, and ``split`` names the split), or a folder written by ``export`` with
@@ -273,12 +277,20 @@ def import_coco_export(
     version = version or (manifest or {}).get("version") or pkgs[0][1].version
     if version == "0.0.0" or not version:
         version = "1.0.0"
-    return _write_from_splits(output, [(s, p.split(s)) for s, p in pkgs], tax, str(name), str(version), progress)
+    return _write_from_splits(output, [(s, p.split(s)) for s, p in pkgs], tax, str(name), str(version), progress,
+                              _license(license, manifest))
 
 
-def _write_from_splits(output, splits, tax, name, version, progress) -> dict[str, Any]:
+def _license(given: str | None, manifest: dict[str, Any] | None) -> str:
+    from segval.dataset.formats.result import UNKNOWN_LICENSE
+
+    return str(given or (manifest or {}).get("license") or UNKNOWN_LICENSE)
+
+
+def _write_from_splits(output, splits, tax, name, version, progress, license) -> dict[str, Any]:  # noqa: A002
     n_img = n_ann = 0
-    with PackageWriter(output, name=name, version=version, taxonomy=tax, splits=[s for s, _ in splits]) as w:
+    with PackageWriter(output, name=name, version=version, taxonomy=tax, splits=[s for s, _ in splits],
+                       license=license) as w:
         for s, sd in splits:
             raw = {im.get("id"): im for im in _raw_images(sd)}
             recs = progress(sd.images) if progress else sd.images
@@ -291,7 +303,8 @@ def _write_from_splits(output, splits, tax, name, version, progress) -> dict[str
                     raise DatasetError(str(err), path=sd.annotation_path, image_id=rec.id) from None
                 n_img += 1
                 n_ann += len(insts)
-    return {"output": str(output), "splits": [s for s, _ in splits], "images": n_img, "annotations": n_ann}
+    return {"output": str(output), "splits": [s for s, _ in splits], "images": n_img, "annotations": n_ann,
+            "license": license}
 
 
 def import_label_maps(
@@ -303,9 +316,12 @@ def import_label_maps(
     images: str | os.PathLike | None = None,
     taxonomy: str | os.PathLike | None = None,
     split: str = "train",
+    license: str | None = None,  # noqa: A002 - the dataset.yaml key
     progress: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
     """uint8 label maps (category ids, 255 = void) + taxonomy -> package.
+
+    ``license`` goes to dataset.yaml (default: the export manifest's, else ``unknown``).
 
     ``source`` is a folder written by ``export`` with format ``label_maps`` (``label_maps/<split>/``,
     ``images/<split>/``, ``taxonomy.yaml``), or a folder of label-map PNGs (then ``images`` is the
@@ -357,7 +373,9 @@ def import_label_maps(
     version = version or (manifest or {}).get("version") or "1.0.0"
     n_img = n_ann = 0
     split_names = list(dict.fromkeys(s for s, _, _ in jobs))
-    with PackageWriter(output, name=str(name), version=str(version), taxonomy=tax, splits=split_names) as w:
+    lic = _license(license, manifest)
+    with PackageWriter(output, name=str(name), version=str(version), taxonomy=tax, splits=split_names,
+                       license=lic) as w:
         it = progress(items) if progress else items
         for s, fn, lm, img_path in it:
             a = maps[lm]
@@ -373,4 +391,4 @@ def import_label_maps(
             n_img += 1
             n_ann += len(insts)
     return {"output": str(output), "splits": split_names, "images": n_img, "annotations": n_ann,
-            "void_kept": has_void}
+            "void_kept": has_void, "license": lic}

@@ -7,8 +7,12 @@ Shapes (labelme ``shape_type``):
   ``ImageDraw``: polygon with outline, rectangle from two corners, circle from centre and a
   point on the rim; ``mask``: the base64 PNG placed at the shape's top-left point).
 * ``point``, ``line``, ``linestrip`` have no area. By default they are an error naming the file
-  and shape; with ``skip_unsupported=True`` they are skipped and the reason is reported.
+  and shape; with ``skip_unsupported=True`` (``labelme.skip_unsupported=true`` on the command line)
+  they are skipped and the reason is reported.
 * any other ``shape_type`` is an error naming the file and shape.
+
+Shapes labelled ``__ignore__`` (labelme2voc's convention; the list is ``ignore_labels``) are *ignore*
+regions: 255 in semantic targets where no other shape lies, neither a class nor background.
 
 Shapes with the same ``label`` and the same non-null ``group_id`` form one instance (the union
 of their masks, as labelme does); every other shape is its own instance.
@@ -16,14 +20,16 @@ of their masks, as labelme does); every other shape is its own instance.
 Taxonomy: with a label list (labelme's ``label_names.txt`` / ``class_names.txt``, one name a
 line), the line number is the category id; a line ``_background_`` (or ``background``) is the
 background stuff class (a first line ``__ignore__``, labelme2voc's convention, is dropped, so
-``_background_`` after it is id 0; shapes labelled ``__ignore__`` are an error, or skipped with
-``skip_unsupported``). A list without a background name gives a package without background id:
+``_background_`` after it is id 0). A list without a background name gives a package without background id:
 unannotated pixels are void (255). Without a list, names get ids 1, 2, ... in first-seen order (files
 sorted by path) and a stuff class ``_background_`` gets id 0. A label that is not in a given
 list is an error naming the file.
 
 Image: ``imageData`` (embedded base64) when present, else ``imagePath`` relative to the JSON.
 Images are stored as PNG under ``images/<split>/<json path without .json>.png``.
+
+Entry points: :func:`read_labelme` (parse and check, an
+:class:`~segval.dataset.formats.result.ImportedDataset`) and :func:`import_labelme` (read, then write a package).
 """
 
 from __future__ import annotations
@@ -42,7 +48,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from segval.dataset.taxonomy import BACKGROUND_NAMES, Category, Taxonomy, palette_color
-from segval.dataset.writer import InstanceMask, PackageWriter
 from segval.errors import DatasetError
 
 #: shape types turned into instance masks
@@ -51,19 +56,23 @@ AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
 NO_AREA_SHAPES = ("point", "line", "linestrip", "points")
 #: labelme2voc's "ignore" label (first line of class_names.txt, id -1)
 IGNORE_LABEL = "__ignore__"
+#: the override key that skips area-less shapes (named in errors)
+SKIP_KEY = "labelme.skip_unsupported=true"
 #: file names looked for as a label list when none is given
 LABEL_LIST_NAMES = ("label_names.txt", "class_names.txt", "labels.txt")
 
 
 @dataclass
 class LabelmeItem:
-    """One parsed labelme file: the image and its instances (category names, not ids yet)."""
+    """One parsed labelme file: the image, its instances (category names, not ids yet), its ignore region
+    (bool[H, W] of the ``ignore_labels`` shapes, or None) and what was skipped (reason lines)."""
 
     path: Path
     file_name: str
     image: np.ndarray
     instances: list[tuple[str, np.ndarray]]
     skipped: list[str] = field(default_factory=list)
+    ignore: np.ndarray | None = None
 
 
 def read_label_list(path: str | os.PathLike) -> list[str]:
@@ -185,18 +194,19 @@ def shape_to_mask(shape: dict[str, Any], height: int, width: int, *, where: str)
     elif stype in NO_AREA_SHAPES:
         raise DatasetError(
             f"{where}: shape_type {stype!r} has no area, so it cannot be a segmentation mask; draw it as a "
-            "polygon / rectangle / circle, or pass skip_unsupported=true to skip such shapes"
+            f"polygon / rectangle / circle, or pass {SKIP_KEY} to skip such shapes"
         )
     else:
         raise DatasetError(
             f"{where}: unknown shape_type {stype!r}; supported: {list(AREA_SHAPES)} "
-            f"(and {list(NO_AREA_SHAPES)} with skip_unsupported=true)"
+            f"(and {list(NO_AREA_SHAPES)} skipped with {SKIP_KEY})"
         )
     return np.asarray(img, dtype=bool)
 
 
-def parse_labelme_file(path: Path, file_name: str, *, skip_unsupported: bool = False) -> LabelmeItem:
-    """Read one labelme JSON: image + instances (shapes grouped by ``(label, group_id)``)."""
+def parse_labelme_file(path: Path, file_name: str, *, skip_unsupported: bool = False,
+                       ignore_labels: Sequence[str] = (IGNORE_LABEL,)) -> LabelmeItem:
+    """Read one labelme JSON: image + instances (shapes grouped by ``(label, group_id)``) + ignore region."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -210,6 +220,7 @@ def parse_labelme_file(path: Path, file_name: str, *, skip_unsupported: bool = F
     groups: dict[Any, tuple[str, np.ndarray]] = {}
     order: list[Any] = []
     skipped: list[str] = []
+    ignore: np.ndarray | None = None
     for k, shape in enumerate(data["shapes"]):
         where = f"{path}: shape {k}"
         if not isinstance(shape, dict):
@@ -220,18 +231,13 @@ def parse_labelme_file(path: Path, file_name: str, *, skip_unsupported: bool = F
         label = label.strip()
         where = f"{where} (label {label!r})"
         stype = shape.get("shape_type") or "polygon"
-        if label == IGNORE_LABEL:
-            if not skip_unsupported:
-                raise DatasetError(
-                    f"{where}: {IGNORE_LABEL!r} regions cannot be kept (a package marks void only where nothing is "
-                    "annotated and has no background); relabel them, or pass skip_unsupported=true to drop them"
-                )
-            skipped.append(f"{path.name}: shape {k} skipped: label {IGNORE_LABEL!r}")
-            continue
         if stype in NO_AREA_SHAPES and skip_unsupported:
             skipped.append(f"{path.name}: shape {k} (label {label!r}) skipped: shape_type {stype!r} has no area")
             continue
         mask = shape_to_mask(shape, h, w, where=where)
+        if label in ignore_labels:
+            ignore = mask if ignore is None else ignore | mask
+            continue
         gid = shape.get("group_id")
         key: Any = ("shape", k) if gid is None else ("group", label, gid)
         if key in groups:
@@ -246,7 +252,7 @@ def parse_labelme_file(path: Path, file_name: str, *, skip_unsupported: bool = F
             instances.append((label, mask))
         else:
             skipped.append(f"{path.name}: {label!r} instance skipped: its mask is empty (outside the image?)")
-    return LabelmeItem(path, file_name, image, instances, skipped)
+    return LabelmeItem(path, file_name, image, instances, skipped, ignore)
 
 
 def find_labelme_files(source: str | os.PathLike) -> list[Path]:
@@ -261,35 +267,9 @@ def find_labelme_files(source: str | os.PathLike) -> list[Path]:
     return files
 
 
-def import_labelme(
-    source: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    name: str,
-    version: str,
-    split: str = "train",
-    labels: str | os.PathLike | Sequence[str] | None = None,
-    skip_unsupported: bool = False,
-    progress: Callable[[Any], Any] | None = None,
-) -> dict[str, Any]:
-    """Convert a folder of labelme JSONs into a package at ``output`` (atomic; refuses to overwrite).
-
-    Args:
-        source: the labelme folder (searched recursively for ``*.json``).
-        output: the package folder to create.
-        name, version, split: package name, semver version, split name.
-        labels: a label list file, a list of names, or None (a ``label_names.txt`` /
-            ``class_names.txt`` in ``source`` is used if present, else first-seen order).
-        skip_unsupported: skip point / line / linestrip shapes instead of failing.
-        progress: wraps the file iterator (e.g. ``tqdm``).
-
-    Returns:
-        ``{"images", "instances", "taxonomy": [names], "label_list": path|None, "skipped": [reasons]}``.
-
-    Raises:
-        DatasetError: bad file / shape / label (named); the output folder is not created.
-    """
-    source = Path(source)
+def _parse_folder(source: Path, labels: Any, skip_unsupported: bool, ignore_labels: Sequence[str],
+                  progress: Callable[[Any], Any] | None) -> tuple[list[LabelmeItem], Taxonomy, str | None]:
+    """Every labelme file parsed (errors before anything is written), the taxonomy and the label list used."""
     files = find_labelme_files(source)
     label_list: str | None = None
     if labels is None:
@@ -306,13 +286,13 @@ def import_labelme(
         names = None
     if names and names[0] == IGNORE_LABEL:  # labelme2voc convention: __ignore__ = -1, then _background_ = 0
         names = names[1:]
+    if names:
+        names = [n for n in names if n not in ignore_labels]
     files = [f for f in files if f.name not in LABEL_LIST_NAMES]
-    # pass 1: parse everything (errors before anything is written)
     items: list[LabelmeItem] = []
-    it = progress(files) if progress else files
-    for f in it:
+    for f in (progress(files) if progress else files):
         rel = f.relative_to(source).with_suffix(".png").as_posix()
-        items.append(parse_labelme_file(f, rel, skip_unsupported=skip_unsupported))
+        items.append(parse_labelme_file(f, rel, skip_unsupported=skip_unsupported, ignore_labels=ignore_labels))
     if names is None:
         seen: list[str] = []
         for item in items:
@@ -322,24 +302,107 @@ def import_labelme(
         taxonomy = taxonomy_from_labels(seen, first_is_id=1, add_background=True)
     else:
         taxonomy = taxonomy_from_labels(names, first_is_id=0)
-    by_name = {c.name: c.id for c in taxonomy}
+    known = set(taxonomy.names)
     for item in items:
         for label, _ in item.instances:
-            if label not in by_name:
+            if label not in known:
                 raise DatasetError(
-                    f"label {label!r} is not in the label list {label_list or names}; add it to the list",
+                    f"label {label!r} is not in the label list {label_list or names}; add it to the list (or to "
+                    "labelme.ignore_labels when its shapes mark regions to ignore)",
                     path=item.path,
                 )
-    skipped = [s for item in items for s in item.skipped]
-    n_inst = 0
-    with PackageWriter(output, name=name, version=version, taxonomy=taxonomy, splits=[split]) as w:
-        for item in items:
-            insts = [InstanceMask(by_name[label], mask) for label, mask in item.instances]
-            try:
-                w.add_image(split, item.image, item.file_name, instances=insts,
-                            extra={"source_file": item.path.relative_to(source).as_posix()})
-            except ValueError as err:
-                raise DatasetError(str(err), path=item.path) from None
-            n_inst += len(insts)
-    return {"images": len(items), "instances": n_inst, "taxonomy": taxonomy.names, "label_list": label_list,
-            "skipped": skipped}
+    return items, taxonomy, label_list
+
+
+def read_labelme(
+    source: str | os.PathLike,
+    *,
+    split: str = "train",
+    labels: str | os.PathLike | Sequence[str] | None = None,
+    skip_unsupported: bool = False,
+    ignore_labels: Sequence[str] = (IGNORE_LABEL,),
+    progress: Callable[[Any], Any] | None = None,
+) -> Any:
+    """Parse and check a folder of labelme JSONs (see the module doc). Nothing is written.
+
+    Args:
+        source: the labelme folder (searched recursively for ``*.json``).
+        split: split name.
+        labels: a label list file, a list of names, or None (a ``label_names.txt`` / ``class_names.txt``
+            in ``source`` is used if present, else first-seen order).
+        skip_unsupported: skip point / line / linestrip shapes instead of failing.
+        ignore_labels: labels whose shapes are ignore regions (255 in semantic targets).
+        progress: wraps the file iterator (e.g. ``tqdm``).
+
+    Returns:
+        An :class:`~segval.dataset.formats.result.ImportedDataset` (images in memory).
+
+    Raises:
+        DatasetError: bad file / shape / label (named).
+    """
+    items, taxonomy, _ = _parse_folder(Path(source), labels, skip_unsupported, tuple(ignore_labels), progress)
+    return _imported(Path(source), split, items, taxonomy)
+
+
+def _imported(source: Path, split: str, items: list[LabelmeItem], taxonomy: Taxonomy) -> Any:
+    from segval.dataset.formats.result import Findings, ImportedDataset, ImportedImage, ImportedInstance
+    from segval.dataset.rle import from_mask
+
+    by_name = {c.name: c.id for c in taxonomy}
+    f = Findings()
+    images = []
+    for item in items:
+        h, w = item.image.shape[:2]
+        insts = [ImportedInstance.from_mask(by_name[label], mask, origin=f"{item.path.name} {label!r}")
+                 for label, mask in item.instances]
+        for reason in item.skipped:
+            f.skip("area-less shapes (labelme.skip_unsupported=true)" if "has no area" in reason
+                   else "shapes without pixels", reason)
+        if item.ignore is not None and item.ignore.any():
+            f.warn("ignore", "shapes labelled as ignore (labelme.ignore_labels) are ignore regions (255)",
+                   item.path.name)
+        images.append(ImportedImage(item.file_name, w, h, pixels=item.image, instances=insts,
+                                    ignore=None if item.ignore is None else from_mask(item.ignore),
+                                    extra={"source_file": item.path.relative_to(source).as_posix()},
+                                    origin=str(item.path)))
+    return ImportedDataset("labelme", str(source), taxonomy, {split: images}, f.warnings(), f.skipped,
+                           name=source.resolve().name)
+
+
+def import_labelme(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    name: str,
+    version: str,
+    split: str = "train",
+    labels: str | os.PathLike | Sequence[str] | None = None,
+    skip_unsupported: bool = False,
+    ignore_labels: Sequence[str] = (IGNORE_LABEL,),
+    license: str | None = None,  # noqa: A002 - the dataset.yaml key
+    progress: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
+    """Convert a folder of labelme JSONs into a package at ``output`` (atomic; refuses to overwrite).
+
+    Args:
+        source, split, labels, skip_unsupported, ignore_labels, progress: as :func:`read_labelme`.
+        output: the package folder to create.
+        name, version: package name and semver version.
+        license: licence for dataset.yaml (default ``unknown``, with a warning).
+
+    Returns:
+        ``{"images", "instances", "taxonomy": [names], "label_list": path|None, "skipped": [reasons],
+        "warnings": [...], "license"}``.
+
+    Raises:
+        DatasetError: bad file / shape / label (named); the output folder is not created.
+    """
+    from segval.dataset.formats.result import write_imported
+
+    source = Path(source)
+    items, taxonomy, label_list = _parse_folder(source, labels, skip_unsupported, tuple(ignore_labels), progress)
+    res = write_imported(_imported(source, split, items, taxonomy), output, name=name, version=version,
+                         license=license)
+    return {"images": res["images"], "instances": res["annotations"], "taxonomy": taxonomy.names,
+            "label_list": label_list, "skipped": [s for item in items for s in item.skipped],
+            "warnings": res["warnings"], "license": res["license"]}

@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,7 +19,8 @@ import numpy as np
 from segval.dataset import images as imio
 from segval.dataset import segmentation as seg
 from segval.dataset.coco import ImageRecord, index_coco
-from segval.dataset.semantic import rasterize_semantic
+from segval.dataset.coco_dialects import bbox_ignore_mask
+from segval.dataset.semantic import IGNORE, rasterize_semantic
 from segval.dataset.taxonomy import Taxonomy
 from segval.errors import ConfigError, DatasetError
 
@@ -58,6 +59,9 @@ class SplitData:
         annotation_path: the COCO file (named in errors).
         label_maps_dir: folder of label maps, or None.
         max_pixels: limit on width * height of an image.
+        ignore_boxes: image id -> COCO boxes ``[x, y, w, h]`` to ignore (255) in the semantic target
+            where no annotation lies: the boxes of bbox-only annotations of a plain COCO export
+            (:func:`segval.dataset.coco_dialects.normalize_coco`).
 
     Attributes:
         name: split name.
@@ -77,6 +81,7 @@ class SplitData:
         annotation_path: Path,
         label_maps_dir: Path | None = None,
         max_pixels: int = imio.DEFAULT_MAX_PIXELS,
+        ignore_boxes: Mapping[int, Sequence[Sequence[float]]] | None = None,
     ) -> None:
         self.name = name
         self.images_dir = Path(images_dir)
@@ -94,6 +99,8 @@ class SplitData:
         folder = f"images/{name}/" if self.images_dir.name == name else str(self.images_dir)
         self.images, self._anns = index_coco(coco, taxonomy, path=self.annotation_path, folder=folder)
         self._by_id = {rec.id: rec for rec in self.images}
+        self.ignore_boxes: dict[int, list[list[float]]] = {
+            int(k): [list(map(float, b)) for b in v] for k, v in (ignore_boxes or {}).items() if v}
         # parsed, checked run lengths by annotation id; filled up to rle_cache_bytes (no eviction:
         # an epoch walks the whole split, so least-recently-used eviction would only thrash)
         self._rle_cache: dict[int, seg.RunLengths] = {}
@@ -212,13 +219,26 @@ class SplitData:
             uint8[H, W] of TRAIN INDICES, 255 = ignore.
         """
         if source == "coco":
-            items = [(int(a["category_id"]), rl, rl.area, int(a["id"])) for a, rl in self.masks(rec)]
+            masks = self.masks(rec)
+            items = [(int(a["category_id"]), rl, rl.area, int(a["id"])) for a, rl in masks]
             ids = rasterize_semantic(rec.height, rec.width, items, self.taxonomy.background_id)
+            ignore = self.ignore_mask(rec)
+            if ignore is not None:
+                for _, rl in masks:  # annotated pixels keep their label: an ignore box never erases an object
+                    ignore &= ~rl.decode()
+                ids[ignore] = IGNORE
         elif source == "label_map":
             ids = self.read_label_map(rec)
         else:
             raise ConfigError(f"source must be 'coco' or 'label_map', got {source!r}")
         return self._lut[ids]
+
+    def ignore_mask(self, rec: ImageRecord) -> np.ndarray | None:
+        """bool[H, W] of the image's ignore boxes (before annotations are taken out), or None without any."""
+        boxes = self.ignore_boxes.get(rec.id)
+        if not boxes:
+            return None
+        return bbox_ignore_mask(boxes, rec.height, rec.width).decode()
 
     def read_label_map(self, rec: ImageRecord) -> np.ndarray:
         """Read a label map: uint8[H, W] of CATEGORY IDS (255 = ignore), checked.

@@ -93,12 +93,15 @@ def write_version_copy(root: Path, tmp: Path, *, version: str, annotations: Mapp
     shutil.copytree(root, tmp, dirs_exist_ok=True, symlinks=False)
     for p in [tmp, *tmp.rglob("*")]:
         p.chmod(p.stat().st_mode | (0o755 if p.is_dir() else 0o644))
+    from segval.dataset.package import split_layout
+
+    meta = yaml.safe_load((root / "dataset.yaml").read_text(encoding="utf-8"))
+    layout = split_layout(meta["splits"], tmp, path=root / "dataset.yaml")  # list or {split: {annotations, ...}}
     for split, coco in annotations.items():
-        with open(tmp / "annotations" / f"{split}.json", "w", encoding="utf-8") as f:
+        with open(layout[split].annotations, "w", encoding="utf-8") as f:
             json.dump(coco, f, separators=(",", ":"))
         for rel, lm in ((label_maps or {}).get(split) or {}).items():
             Image.fromarray(lm).save(tmp / rel, compress_level=1)
-    meta = yaml.safe_load((root / "dataset.yaml").read_text(encoding="utf-8"))
     meta["version"] = version
     for split, ids in (deprecated or {}).items():
         if ids:

@@ -10,9 +10,9 @@ Export (``cvat/`` in the run directory), the layout CVAT's "Upload annotations -
 * ``cvat_coco.zip``: the same file zipped (what the upload dialog takes);
 * ``images/<file_name>``: copies of the queued images (create the CVAT task from this folder).
 
-Import (:func:`read_export`): CVAT renumbers image ids, so images are matched by ``file_name``
-(the exact relative path, else a unique basename); categories by name; segmentation RLE
-(compressed or not) or polygons.
+Import (:func:`read_export`): a "COCO 1.0" export (segmentation RLE, compressed or not, or polygons) or a
+"CVAT for images 1.1" XML export (read with the dataset reader's shape decoding). CVAT renumbers image ids,
+so images are matched by file name (the exact relative path, else a unique basename); classes by name.
 """
 
 from __future__ import annotations
@@ -91,25 +91,89 @@ def write_cvat_package(coco: Mapping[str, Any], split: Any, out_dir: str | os.Pa
     return out
 
 
-def read_export(path: str | os.PathLike, split: Any, taxonomy: Any) -> dict[int, list[ReturnedInstance]]:
-    """Parse a CVAT COCO 1.0 export (the JSON, or the zip holding ``annotations/*.json``).
+def read_export(path: str | os.PathLike, split: Any, taxonomy: Any, *,
+                findings: Any | None = None) -> dict[int, list[ReturnedInstance]]:
+    """Parse a CVAT export of the queued images: "COCO 1.0" (the JSON, or the zip holding
+    ``annotations/*.json``) or "CVAT for images 1.1" (``annotations.xml``, or the zip holding it).
+
+    Images are matched by file name (CVAT renumbers ids; :class:`~segval.relabel.labelstudio.ImageMatcher`),
+    classes by name. The XML is read with the dataset reader (:func:`segval.dataset.formats.cvat.parse_cvat`,
+    :func:`~segval.dataset.formats.cvat.frame_instances`): polygons, masks at their offset, ellipses, groups and
+    z_order; boxes, points, polylines, skeletons and tags are skipped into ``findings``.
 
     Raises:
-        DatasetError: invalid / truncated JSON, an image whose file name matches no image of the
-            split, a category name not in the taxonomy, a segmentation of another size than the image.
+        DatasetError: invalid / truncated JSON or XML, an image whose file name matches no image of the
+            split, a category / label name not in the taxonomy, a segmentation of another size than the image.
     """
-    from segval.dataset.coco import load_json
-
     p = Path(path)
     if not p.is_file():
-        raise DatasetError("CVAT export not found; export the task as COCO 1.0", path=p)
+        raise DatasetError("CVAT export not found; export the task as 'CVAT for images 1.1' or 'COCO 1.0'", path=p)
+    xml = _xml_bytes(p)
+    if xml is not None:
+        return _read_xml(p, xml, split, taxonomy, findings)
+    return _read_coco(p, split, taxonomy)
+
+
+def _xml_bytes(p: Path) -> bytes | None:
+    """The XML of a "CVAT for images" export (the file, or ``annotations.xml`` in its zip), else None."""
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as z:
+            return z.read("annotations.xml") if "annotations.xml" in z.namelist() else None
+    with open(p, "rb") as fh:
+        head = fh.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return p.read_bytes() if head.startswith(b"<") else None
+
+
+def _read_xml(p: Path, data: bytes, split: Any, taxonomy: Any, findings: Any | None) -> dict[int, list[ReturnedInstance]]:
+    from segval.dataset.formats.cvat import frame_instances, parse_cvat
+    from segval.dataset.formats.result import Findings
+    from segval.relabel.labelstudio import ImageMatcher
+
+    f = findings if findings is not None else Findings()
+    doc = parse_cvat(p, split=split.name, findings=f, data=data)
+    if doc.tracks:
+        raise DatasetError("a 'CVAT for video' export (tracks): export the task as 'CVAT for images 1.1' so each "
+                           "image keeps its file name", path=p)
+    by_name = {c.name: c.id for c in taxonomy.categories}
+    match = ImageMatcher(split)
+    out: dict[int, list[ReturnedInstance]] = {}
+    for (_, fid), info in sorted(doc.frames.items(), key=lambda kv: kv[0][1]):
+        where = f"image {info['name']!r} (CVAT id {fid})"
+        try:
+            rec = match.by_names([info["name"] or ""], what=where)
+        except DatasetError as err:
+            f.problem(str(err), path=p)
+            continue
+        if (info["width"], info["height"]) != (rec.width, rec.height):
+            f.problem(f"{where} is {info['width']}x{info['height']} in the export but {rec.width}x{rec.height} in the "
+                      "dataset", path=p, image_id=rec.id)
+            continue
+        unknown = sorted({sh[1] for sh in info["shapes"] if sh[1] not in by_name})
+        if unknown:
+            f.problem(f"{where}: labels {unknown} are not classes of the taxonomy ({sorted(by_name)}); use the "
+                      "exported task's labels", path=p, image_id=rec.id)
+            continue
+        if rec.id in out:
+            f.problem(f"{where}: a second image with the file name {rec.file_name!r}", path=p, image_id=rec.id)
+            continue
+        insts = frame_instances(info["shapes"], rec.height, rec.width, by_name, f, p)
+        out[rec.id] = [ReturnedInstance(i.category_id, i.mask.decode(), f"cvat:{i.origin}") for i in insts]
+    f.raise_if_any(p, "CVAT XML export")
+    return out
+
+
+def _read_coco(p: Path, split: Any, taxonomy: Any) -> dict[int, list[ReturnedInstance]]:
+    from segval.dataset.coco import load_json
+    from segval.relabel.labelstudio import ImageMatcher
+
     if zipfile.is_zipfile(p):
         import json
 
         with zipfile.ZipFile(p) as z:
             names = [n for n in z.namelist() if n.startswith("annotations/") and n.endswith(".json")]
             if len(names) != 1:
-                raise DatasetError(f"the zip holds {len(names)} annotations/*.json files; expected one", path=p)
+                raise DatasetError(f"the zip holds {len(names)} annotations/*.json files and no annotations.xml; "
+                                   "expected a 'COCO 1.0' or 'CVAT for images 1.1' export", path=p)
             try:
                 coco = json.loads(z.read(names[0]).decode("utf-8"))
             except (ValueError, zipfile.BadZipFile) as err:
@@ -126,21 +190,14 @@ def read_export(path: str | os.PathLike, split: Any, taxonomy: Any) -> dict[int,
             raise DatasetError(f"category {c.get('name')!r} (id {c.get('id')}) is not a class of the taxonomy "
                                f"({sorted(by_name)})", path=p)
         cat_of[int(c["id"])] = by_name[c["name"]]
-    by_path = {r.file_name: r for r in split.images}
-    by_base: dict[str, list[Any]] = {}
-    for r in split.images:
-        by_base.setdefault(PurePosixPath(r.file_name).name, []).append(r)
+    match = ImageMatcher(split)
     rec_of: dict[int, Any] = {}
     for im in coco["images"]:
-        fn = str(im.get("file_name", "")).replace("\\", "/")
-        rec = by_path.get(fn)
-        if rec is None:
-            cands = by_base.get(PurePosixPath(fn).name, [])
-            if len(cands) != 1:
-                raise DatasetError(f"image {fn!r} (CVAT id {im.get('id')}) matches "
-                                   f"{'no' if not cands else 'several'} image(s) of split {split.name!r} by file name",
-                                   path=p)
-            rec = cands[0]
+        fn = str(im.get("file_name", ""))
+        try:
+            rec = match.by_names([fn], what=f"image {fn!r} (CVAT id {im.get('id')})")
+        except DatasetError as err:
+            raise DatasetError(str(err), path=p) from None
         if (int(im.get("width", rec.width)), int(im.get("height", rec.height))) != (rec.width, rec.height):
             raise DatasetError(f"image {fn!r} is {im.get('width')}x{im.get('height')} in the export but "
                                f"{rec.width}x{rec.height} in the dataset", path=p, image_id=rec.id)
@@ -153,25 +210,28 @@ def read_export(path: str | os.PathLike, split: Any, taxonomy: Any) -> dict[int,
         if int(a.get("category_id", -1)) not in cat_of:
             raise DatasetError(f"annotation {a.get('id')}: category id {a.get('category_id')} is not in the export's "
                                "categories", path=p)
-        seg = a.get("segmentation")
-        h, w = rec.height, rec.width
-        try:
-            if isinstance(seg, Mapping):
-                size = [int(v) for v in seg.get("size", [])]
-                if size != [h, w]:
-                    raise DatasetError(f"annotation {a.get('id')}: mask size {size} != image size {[h, w]}", path=p,
-                                       image_id=rec.id)
-                rle = mask_utils.frPyObjects(dict(seg), h, w) if isinstance(seg.get("counts"), list) else \
-                    {"size": size, "counts": seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"]}
-                mask = mask_utils.decode(rle).astype(bool)
-            elif isinstance(seg, list) and seg:
-                rles = mask_utils.frPyObjects([list(map(float, s)) for s in seg], h, w)
-                mask = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
-            else:
-                raise DatasetError(f"annotation {a.get('id')} has no segmentation", path=p, image_id=rec.id)
-        except (TypeError, ValueError, KeyError) as err:
-            raise DatasetError(f"annotation {a.get('id')}: unreadable segmentation ({err})", path=p,
-                               image_id=rec.id) from None
+        mask = _coco_mask(a, rec, p)
         if mask.any():
             out[rec.id].append(ReturnedInstance(cat_of[int(a["category_id"])], mask, f"cvat:{a.get('id')}"))
     return out
+
+
+def _coco_mask(a: Mapping[str, Any], rec: Any, p: Path) -> np.ndarray:
+    seg = a.get("segmentation")
+    h, w = rec.height, rec.width
+    try:
+        if isinstance(seg, Mapping):
+            size = [int(v) for v in seg.get("size", [])]
+            if size != [h, w]:
+                raise DatasetError(f"annotation {a.get('id')}: mask size {size} != image size {[h, w]}", path=p,
+                                   image_id=rec.id)
+            rle = mask_utils.frPyObjects(dict(seg), h, w) if isinstance(seg.get("counts"), list) else \
+                {"size": size, "counts": seg["counts"].encode() if isinstance(seg["counts"], str) else seg["counts"]}
+            return mask_utils.decode(rle).astype(bool)
+        if isinstance(seg, list) and seg:
+            rles = mask_utils.frPyObjects([list(map(float, s)) for s in seg], h, w)
+            return mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+        raise DatasetError(f"annotation {a.get('id')} has no segmentation", path=p, image_id=rec.id)
+    except (TypeError, ValueError, KeyError) as err:
+        raise DatasetError(f"annotation {a.get('id')}: unreadable segmentation ({err})", path=p,
+                           image_id=rec.id) from None

@@ -17,23 +17,24 @@ Images: ``image`` is ``image_url.format(split=..., file_name=...)``; the default
 (``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true``,
 ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<package>/images``).
 
-Import (:func:`read_export`): a JSON list of tasks; per task the last annotation that was not
-cancelled; every ``brushlabels`` (RLE) or ``polygonlabels`` (points in percent of the image)
-result is one returned instance. Images are matched by ``data.image_id``.
+Import (:func:`read_export`): any Label Studio export (JSON or JSON-MIN) of tasks segval exported, read
+with the dataset reader's task parser (:func:`segval.dataset.formats.labelstudio.parse_task`: latest
+submitted annotation, regions grouped by result id, brush RLE / percent polygons); images matched by
+``data.image_id``, else by file name.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from segval.errors import DatasetError
-from segval.dataset.brush_rle import BrushRLEError, decode_mask, encode_mask
+from segval.dataset.brush_rle import encode_mask
 
 __all__ = ["DEFAULT_IMAGE_URL", "ReturnedInstance", "label_config", "read_export", "tasks_for_queue"]
 
@@ -137,83 +138,129 @@ def tasks_for_queue(queue: Mapping[str, Any], split: Any, taxonomy: Any, *, imag
     return tasks
 
 
-def _polygon_mask(points: Sequence[Sequence[float]], h: int, w: int) -> np.ndarray:
-    import cv2
+def read_export(path: str | os.PathLike, split: Any, taxonomy: Any, *,
+                findings: Any | None = None) -> dict[int, list[ReturnedInstance]]:
+    """Parse a Label Studio JSON / JSON-MIN export of tasks segval exported into ``{image_id: [ReturnedInstance]}``
+    (checked, nothing written).
 
-    pts = np.array([[float(x) * w / 100.0, float(y) * h / 100.0] for x, y in points], dtype=np.float64)
-    out = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(out, [np.round(pts).astype(np.int32)], 1)
-    return out.astype(bool)
+    Tasks are read like :func:`segval.dataset.formats.labelstudio.read_labelstudio` reads them (latest
+    submitted annotation, regions grouped by result id, brush RLE and percent polygons rasterised by the
+    COCO rule, boxes / keypoints skipped). Images are matched by ``data.image_id``, else by file name:
+    ``data.file_name``, then the image URL's path (:func:`~segval.dataset.formats.labelstudio.image_candidates`,
+    ``file_upload``) as a file name of the split, then as a base name found once in the split.
 
-
-def read_export(path: str | os.PathLike, split: Any, taxonomy: Any) -> dict[int, list[ReturnedInstance]]:
-    """Parse a Label Studio JSON export into ``{image_id: [ReturnedInstance]}`` (checked, nothing written).
+    Args:
+        path: the export.
+        split: the :class:`~segval.dataset.split.SplitData` the tasks came from.
+        taxonomy: the package's classes (labels are matched by name).
+        findings: a :class:`~segval.dataset.formats.result.Findings` that receives the warnings and skipped
+            results (for the command's report); a new one when None.
 
     Raises:
-        DatasetError: invalid / truncated JSON, a task without ``data.image_id``, an image id not in
-            the split, a label name not in the taxonomy, a mask of another size than the image, an
-            undecodable RLE.
+        DatasetError: listing every problem: invalid / truncated JSON, a task whose image is not in the
+            split (or matches several), a label not in the taxonomy, a size other than the image's, an
+            undecodable RLE, two tasks of one image.
     """
-    from segval.dataset.coco import load_json
+    from segval.dataset.formats.labelstudio import load_tasks, parse_task
+    from segval.dataset.formats.result import Findings
 
     p = Path(path)
     if not p.is_file():
         raise DatasetError("Label Studio export not found; export the project as JSON", path=p)
-    tasks = load_json(p)
-    if isinstance(tasks, Mapping):
-        tasks = [tasks]
-    if not isinstance(tasks, list):
-        raise DatasetError("a Label Studio JSON export is a list of tasks", path=p)
+    f = findings if findings is not None else Findings()
     by_name = {c.name: c.id for c in taxonomy.categories}
-    ids = {r.id for r in split.images}
+    match = ImageMatcher(split)
     out: dict[int, list[ReturnedInstance]] = {}
-    for k, task in enumerate(tasks):
-        data = task.get("data") if isinstance(task, Mapping) else None
-        image_id = data.get("image_id") if isinstance(data, Mapping) else None
+    task_of: dict[int, str] = {}
+    for k, item in enumerate(load_tasks(p)):
+        task = parse_task(item, k, f, p)
+        if task is None:
+            continue
+        if task.minimal and not task.regions:
+            f.skip("JSON-MIN tasks without a region (the image keeps its labels)", task.where)
+            continue
+        try:
+            rec = match.find(task)
+        except DatasetError as err:
+            f.add(DatasetError(f"{task.where}: {err}", path=p))
+            continue
+        bad = task.size_mismatch(rec.width, rec.height)
+        if bad:
+            f.problem(f"{task.where}: results say the image is {bad[0]}x{bad[1]}, but image id {rec.id} "
+                      f"({rec.file_name}) is {rec.width}x{rec.height} (width x height)", path=p, image_id=rec.id)
+            continue
+        if rec.id in task_of:
+            f.problem(f"{task_of[rec.id]} and {task.where} both return image id {rec.id} ({rec.file_name}); keep "
+                      "one", path=p, image_id=rec.id)
+            continue
+        task_of[rec.id] = task.where
+        out[rec.id] = _instances(task, rec, by_name, f, p)
+    f.raise_if_any(p, "Label Studio export")
+    return out
+
+
+def _instances(task: Any, rec: Any, by_name: Mapping[str, int], f: Any, p: Path) -> list[ReturnedInstance]:
+    insts = []
+    for reg in task.regions:
+        if reg.label not in by_name:
+            f.problem(f"{reg.where}: label {reg.label!r} is not a class of the taxonomy ({sorted(by_name)}); fix the "
+                      "labeling config", path=p, image_id=rec.id)
+            continue
+        try:
+            mask = reg.mask(rec.height, rec.width)
+        except ValueError as err:
+            f.problem(f"{reg.where} (label {reg.label!r}): {err}", path=p, image_id=rec.id)
+            continue
+        if mask.any():
+            insts.append(ReturnedInstance(by_name[reg.label], mask, f"labelstudio:{task.id}:{reg.result_id}"))
+    return insts
+
+
+class ImageMatcher:
+    """The split's image of a task: ``data.image_id``, else its file name (exact, then a unique base name)."""
+
+    def __init__(self, split: Any) -> None:
+        self.split = split
+        self.ids = {r.id: r for r in split.images}
+        self.by_path = {r.file_name: r for r in split.images}
+        self.by_base: dict[str, list[Any]] = {}
+        for r in split.images:
+            self.by_base.setdefault(PurePosixPath(r.file_name).name, []).append(r)
+
+    def find(self, task: Any) -> Any:
+        image_id = task.data.get("image_id")
         if isinstance(image_id, str) and image_id.isdigit():
             image_id = int(image_id)
-        if not isinstance(image_id, int):
-            raise DatasetError(f"task {k} has no integer data.image_id; export tasks made by `segval relabel export`",
-                               path=p)
-        if image_id not in ids:
-            raise DatasetError(f"task {k}: image id {image_id} is not in split {split.name!r} of the dataset", path=p,
-                               image_id=image_id)
-        rec = split.image(image_id)
-        anns = [a for a in (task.get("annotations") or []) if isinstance(a, Mapping) and not a.get("was_cancelled")]
-        if not anns:
-            continue  # not annotated: the image keeps its labels
-        ann = anns[-1]
-        insts = []
-        for j, r in enumerate(ann.get("result") or []):
-            typ, val = r.get("type"), r.get("value") or {}
-            if typ not in ("brushlabels", "polygonlabels"):
-                continue
-            labels = val.get(typ) or []
-            if len(labels) != 1:
-                raise DatasetError(f"task {k} result {j}: expected one label, got {labels!r}", path=p,
-                                   image_id=image_id)
-            name = labels[0]
-            if name not in by_name:
-                raise DatasetError(f"task {k} result {j}: label {name!r} is not a class of the taxonomy "
-                                   f"({sorted(by_name)}); fix the labeling config", path=p, image_id=image_id)
-            oh, ow = r.get("original_height"), r.get("original_width")
-            if (oh is not None and int(oh) != rec.height) or (ow is not None and int(ow) != rec.width):
-                raise DatasetError(f"task {k} result {j}: mask of {ow}x{oh}, but the image is {rec.width}x{rec.height}",
-                                   path=p, image_id=image_id)
-            if typ == "brushlabels":
-                if val.get("format", "rle") != "rle" or not isinstance(val.get("rle"), list):
-                    raise DatasetError(f"task {k} result {j}: brushlabels without an RLE list", path=p,
-                                       image_id=image_id)
-                try:
-                    mask = decode_mask(val["rle"], rec.height, rec.width)
-                except BrushRLEError as err:
-                    raise DatasetError(f"task {k} result {j}: {err}", path=p, image_id=image_id) from None
-            else:
-                pts = val.get("points")
-                if not isinstance(pts, list) or len(pts) < 3:
-                    raise DatasetError(f"task {k} result {j}: a polygon needs >= 3 points", path=p, image_id=image_id)
-                mask = _polygon_mask(pts, rec.height, rec.width)
-            if mask.any():
-                insts.append(ReturnedInstance(by_name[name], mask, f"labelstudio:{k}:{r.get('id', j)}"))
-        out[image_id] = insts
-    return out
+        if isinstance(image_id, int) and not isinstance(image_id, bool):
+            if image_id not in self.ids:
+                raise DatasetError(f"image id {image_id} is not in split {self.split.name!r} of the dataset; import "
+                                   "into the dataset version and split the tasks were exported from")
+            return self.ids[image_id]
+        names = ([task.data["file_name"]] if isinstance(task.data.get("file_name"), str) else []) + task.image_names
+        if not names:
+            raise DatasetError("no data.image_id and no image URL: the task cannot be matched to an image")
+        return self.by_names(names, what="no data.image_id, and its image")
+
+    def by_names(self, names: list[str], *, what: str = "image") -> Any:
+        """The split's image named by the first of ``names`` that matches: a file name of the split (also after
+        a leading ``<split>/``), else a base name found once in the split.
+
+        Raises:
+            DatasetError: no match, or a base name found several times.
+        """
+        names = [n.replace("\\", "/") for n in names]
+        prefix = f"{self.split.name}/"
+        for n in names:
+            for cand in (n, n[len(prefix):] if n.startswith(prefix) else None):
+                if cand in self.by_path:
+                    return self.by_path[cand]
+        for n in names:
+            hits = self.by_base.get(PurePosixPath(n).name, [])
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise DatasetError(f"image {PurePosixPath(n).name!r} matches several images of split "
+                                   f"{self.split.name!r} ({', '.join(h.file_name for h in hits[:4])}); keep the "
+                                   "file names (relative paths) of the export")
+        raise DatasetError(f"{what} ({', '.join(repr(n) for n in names)}) matches no image of split "
+                           f"{self.split.name!r} by file name")

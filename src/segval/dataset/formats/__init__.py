@@ -10,7 +10,9 @@ Entry points (one module per tool):
 * :func:`read_labelstudio` (:mod:`.labelstudio`): Label Studio JSON (full tasks or JSON-MIN);
 * :func:`read_voc` (:mod:`.palette`): VOC-style colour / palette PNG label maps with a colour table;
 * :func:`find_coco_splits` (:mod:`.folders`): the split files of a COCO / Roboflow / mmdet folder;
-* :func:`identify` (:mod:`.detect`): what an export is, so ``data check`` can say how to read it.
+* :func:`identify` (:mod:`.detect`): what an export is, so ``data check`` can say how to read it;
+* :func:`read_export` (:mod:`.read`): the reader of a ``format=`` with the folders its layout implies
+  (``segval dataset import``).
 
 Modules here import only ``segval.dataset``, ``segval.errors``, ``segval.io`` and third-party libraries.
 """
@@ -39,6 +41,7 @@ __all__ = [
     "read_coco_panoptic",
     "read_cvat_masks",
     "read_cvat_xml",
+    "read_export",
     "read_labelstudio",
     "read_voc",
     "write_imported",
@@ -58,6 +61,7 @@ def __getattr__(name: str):  # lazy: importing one reader does not import the ot
         "read_voc": "palette",
         "find_coco_splits": "folders",
         "identify": "detect",
+        "read_export": "read",
     }
     if name in where:
         return getattr(importlib.import_module(f"segval.dataset.formats.{where[name]}"), name)

@@ -50,6 +50,7 @@ def read_coco(
     *,
     split: str = "train",
     background: str | None = "auto",
+    bbox_only: str = "ignore_box",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Callable[[Any], Any] | None = None,
 ) -> ImportedDataset:
@@ -60,6 +61,8 @@ def read_coco(
         images_dir: the folder its ``file_name`` entries are relative to.
         split: split name.
         background: see :meth:`~segval.dataset.taxonomy.Taxonomy.from_coco_categories`.
+        bbox_only: annotations with a box but no mask: ``"ignore_box"``, ``"drop"`` or ``"error"``
+            (:func:`~segval.dataset.coco_dialects.normalize_coco`).
         max_pixels: limit on width * height, checked from the headers before decoding.
         progress: wraps the per-image loop.
 
@@ -72,7 +75,7 @@ def read_coco(
     if not images_dir.is_dir():
         raise DatasetError("image folder not found; pass the folder the file_name entries are relative to",
                            path=images_dir)
-    norm = normalize_coco(load_json(json_path), path=json_path)
+    norm = normalize_coco(load_json(json_path), path=json_path, bbox_only=bbox_only)
     coco = norm.coco
     tax = Taxonomy.from_coco_categories(coco.get("categories") or [], background, path=json_path)
     records, by_image = index_coco(coco, tax, path=json_path, folder=str(images_dir))
@@ -134,6 +137,7 @@ def read_coco_folder(
     folder: str | os.PathLike,
     *,
     background: str | None = "auto",
+    bbox_only: str = "ignore_box",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Callable[[Any], Any] | None = None,
 ) -> ImportedDataset:
@@ -145,8 +149,8 @@ def read_coco_folder(
         DatasetError: no layout recognised, or problems in any split (all splits are read first).
     """
     splits, notes = find_coco_splits(folder)
-    parts = [read_coco(s.annotations, s.images, split=s.split, background=background, max_pixels=max_pixels,
-                       progress=progress) for s in splits]
+    parts = [read_coco(s.annotations, s.images, split=s.split, background=background, bbox_only=bbox_only,
+                       max_pixels=max_pixels, progress=progress) for s in splits]
     res = merge_imported(parts)
     res.warnings = notes + res.warnings
     return res

@@ -66,7 +66,8 @@ from segval.dataset.formats.result import (
 from segval.dataset.rle import from_mask
 from segval.errors import DatasetError
 
-__all__ = ["AREA_SHAPES", "SKIPPED_SHAPES", "decode_cvat_mask", "parse_xml_safely", "read_cvat_xml"]
+__all__ = ["AREA_SHAPES", "SKIPPED_SHAPES", "CvatDocument", "decode_cvat_mask", "frame_instances", "parse_cvat",
+           "parse_xml_safely", "read_cvat_xml"]
 
 #: shapes read as masks
 AREA_SHAPES = ("polygon", "mask", "ellipse")
@@ -78,16 +79,18 @@ _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _FRAME = re.compile(r"^frame_(\d+)\.(png|jpe?g|bmp)$", re.IGNORECASE)
 
 
-def parse_xml_safely(path: Path) -> ET.Element:
-    """Parse an XML file, refusing DTDs and entity declarations (billion laughs, external entities).
+def parse_xml_safely(path: Path, data: bytes | None = None) -> ET.Element:
+    """Parse an XML file (or its ``data``, e.g. read from a zip), refusing DTDs and entity declarations
+    (billion laughs, external entities).
 
     Raises:
         DatasetError: DTD / entity declarations, or malformed / truncated XML (with line and column).
     """
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise DatasetError(f"cannot read the XML file ({err})", path=path) from None
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise DatasetError(f"cannot read the XML file ({err})", path=path) from None
     if _DTD.search(data):
         raise DatasetError("the XML declares a DTD or entities (<!DOCTYPE / <!ENTITY); refused, since entity "
                            "expansion is an attack vector and CVAT never writes them: remove the declarations",
@@ -219,6 +222,104 @@ def _split_name(subset: str | None, default: str) -> str:
     return s or default
 
 
+@dataclass
+class CvatDocument:
+    """The parsed shapes of a CVAT XML, per frame, before any pixel is read.
+
+    Attributes:
+        declared: (name, colour) of the declared area labels, in order.
+        names: every area label in use or declared (undeclared ones appended, with a warning).
+        frames: (split, frame id) -> ``{"name", "width", "height", "subset", "id", "shapes"}``; ``name`` is
+            None for a video frame; ``shapes`` are the area shapes for :func:`frame_instances`.
+        tracks: whether the document has video tracks.
+        meta: the ``<meta>`` element (or None).
+    """
+
+    declared: list[tuple[str, tuple[int, int, int] | None]]
+    names: list[str]
+    frames: dict[tuple[str, int], dict[str, Any]]
+    tracks: bool
+    meta: ET.Element | None
+
+
+def parse_cvat(xml_path: Path, *, split: str = "train", findings: Findings, data: bytes | None = None,
+               progress: Callable[[Any], Any] | None = None) -> CvatDocument:
+    """Parse a CVAT XML (``data``: its bytes, e.g. from a zip) into shapes per frame; problems, skipped shapes
+    and warnings go to ``findings``.
+
+    Raises:
+        DatasetError: not XML, a DTD / entities, or not a CVAT export (root element).
+    """
+    f = findings
+    root = parse_xml_safely(xml_path, data)
+    if root.tag != "annotations":
+        raise DatasetError(f"not a CVAT XML export: the root element is <{root.tag}>, not <annotations>",
+                           path=xml_path)
+    version = (root.findtext("version") or "").strip()
+    if version != "1.1":
+        f.note(f"XML format version {version or '(none)'}; this reader follows version 1.1")
+    meta = root.find("meta")
+    declared, _ = _labels(meta)
+    names = [n for n, _ in declared]
+    frames: dict[tuple[str, int], dict[str, Any]] = {}  # (split, frame id) -> image info + shapes
+    images = root.findall("image")
+    tracks = root.findall("track")
+    items: list[ET.Element] = images + tracks
+    order = 0
+    for el in (progress(items) if progress else items):
+        if el.tag == "image":
+            try:
+                fid = _int_attr(el, "id")
+                w, h = _int_attr(el, "width", -1), _int_attr(el, "height", -1)
+            except ValueError:
+                f.problem(f"<image name={el.attrib.get('name')!r}>: id, width and height must be integers",
+                          path=xml_path)
+                continue
+            s = _split_name(el.attrib.get("subset"), split)
+            key = (s, fid)
+            if key in frames:
+                f.problem(f"image id {fid} appears twice (split {s!r})", path=xml_path)
+                continue
+            info = frames[key] = {"name": el.attrib.get("name"), "width": w, "height": h, "shapes": [],
+                                  "subset": el.attrib.get("subset"), "id": fid}
+            for k, sh in enumerate(el):
+                order += 1
+                _collect(sh, info, k, None, order, names, f, xml_path)
+        else:  # a track of CVAT for video
+            order = _track(el, frames, split, order, names, f, xml_path)
+    return CvatDocument(declared, names, frames, bool(tracks), meta)
+
+
+def _track(el: ET.Element, frames: dict[tuple[str, int], dict[str, Any]], split: str, order: int, names: list[str],
+           f: Findings, xml_path: Path) -> int:
+    try:
+        tid = _int_attr(el, "id")
+    except ValueError:
+        f.problem(f"<track id={el.attrib.get('id')!r}>: id must be an integer", path=xml_path)
+        return order
+    label = el.attrib.get("label", "")
+    for k, sh in enumerate(el):
+        if sh.tag == "track":  # skeleton parts
+            f.skip("skeleton", f"track {tid}")
+            continue
+        if sh.attrib.get("outside") == "1":
+            continue
+        try:
+            fid = _int_attr(sh, "frame", -1)
+        except ValueError:
+            f.problem(f"track {tid} shape {k}: frame must be an integer", path=xml_path)
+            continue
+        if fid < 0:
+            f.problem(f"track {tid} shape {k}: no frame attribute", path=xml_path)
+            continue
+        info = frames.setdefault((split, fid), {"name": None, "width": -1, "height": -1, "shapes": [],
+                                                "subset": None, "id": fid})
+        sh.attrib.setdefault("label", label)
+        order += 1
+        _collect(sh, info, k, tid, order, names, f, xml_path)
+    return order
+
+
 def read_cvat_xml(
     xml_path: str | os.PathLike,
     images_dir: str | os.PathLike | None = None,
@@ -246,76 +347,16 @@ def read_cvat_xml(
         xml_path = xml_path / "annotations.xml"
     if not xml_path.is_file():
         raise DatasetError("CVAT XML not found (export 'CVAT for images 1.1' and unzip it)", path=xml_path)
-    root = parse_xml_safely(xml_path)
-    if root.tag != "annotations":
-        raise DatasetError(f"not a CVAT XML export: the root element is <{root.tag}>, not <annotations>",
-                           path=xml_path)
     f = Findings()
-    version = (root.findtext("version") or "").strip()
-    if version != "1.1":
-        f.note(f"XML format version {version or '(none)'}; this reader follows version 1.1")
-    meta = root.find("meta")
-    declared, others = _labels(meta)
+    doc = parse_cvat(xml_path, split=split, findings=f, progress=progress)
     if images_dir is None:
         images_dir = xml_path.parent / "images" if (xml_path.parent / "images").is_dir() else xml_path.parent
     img_root = Path(images_dir)
     if not img_root.is_dir():
         raise DatasetError("image folder not found; pass images_dir=<folder the image names are relative to>",
                            path=img_root)
-
-    # pass 1: shapes per frame (images and tracks), labels in use
-    names = [n for n, _ in declared]
-    frames: dict[tuple[str, int], dict[str, Any]] = {}  # (split, frame id) -> image info + shapes
-    images = root.findall("image")
-    tracks = root.findall("track")
-    items: list[ET.Element] = images + tracks
-    order = 0
-    for el in (progress(items) if progress else items):
-        if el.tag == "image":
-            try:
-                fid = _int_attr(el, "id")
-                w, h = _int_attr(el, "width", -1), _int_attr(el, "height", -1)
-            except ValueError:
-                f.problem(f"<image name={el.attrib.get('name')!r}>: id, width and height must be integers",
-                          path=xml_path)
-                continue
-            s = _split_name(el.attrib.get("subset"), split)
-            key = (s, fid)
-            if key in frames:
-                f.problem(f"image id {fid} appears twice (split {s!r})", path=xml_path)
-                continue
-            info = frames[key] = {"name": el.attrib.get("name"), "width": w, "height": h, "shapes": [],
-                                  "subset": el.attrib.get("subset"), "id": fid}
-            for k, sh in enumerate(el):
-                order += 1
-                _collect(sh, info, k, None, order, names, f, xml_path)
-        else:  # a track of CVAT for video
-            try:
-                tid = _int_attr(el, "id")
-            except ValueError:
-                f.problem(f"<track id={el.attrib.get('id')!r}>: id must be an integer", path=xml_path)
-                continue
-            label = el.attrib.get("label", "")
-            for k, sh in enumerate(el):
-                if sh.tag == "track":  # skeleton parts
-                    f.skip("skeleton", f"track {tid}")
-                    continue
-                if sh.attrib.get("outside") == "1":
-                    continue
-                try:
-                    fid = _int_attr(sh, "frame", -1)
-                except ValueError:
-                    f.problem(f"track {tid} shape {k}: frame must be an integer", path=xml_path)
-                    continue
-                if fid < 0:
-                    f.problem(f"track {tid} shape {k}: no frame attribute", path=xml_path)
-                    continue
-                info = frames.setdefault((split, fid), {"name": None, "width": -1, "height": -1, "shapes": [],
-                                                        "subset": None, "id": fid})
-                sh.attrib.setdefault("label", label)
-                order += 1
-                _collect(sh, info, k, tid, order, names, f, xml_path)
     f.raise_if_any(xml_path, "CVAT XML")
+    declared, names, frames, tracks, meta = doc.declared, doc.names, doc.frames, doc.tracks, doc.meta
     undeclared = [n for n in names if n not in [d for d, _ in declared]]
     tax = taxonomy_from_names(declared + [(n, None) for n in undeclared], background, source=xml_path)
     by_name = {c.name: c.id for c in tax}
@@ -428,8 +469,18 @@ def _image(info: dict[str, Any], split: str, fid: int, img_root: Path, video_fil
     if want is not None and want != (w, h):
         what = f"image {name!r} (id {fid})" if name else f"frame {fid}"
         raise DatasetError(f"{what} is {w}x{h} but the XML says {want[0]}x{want[1]} (width x height)", path=xml_path)
-    shapes: list[_Shape] = []
-    for sh, label, z, group, order, where, track in info["shapes"]:
+    instances = frame_instances(info["shapes"], h, w, by_name, f, xml_path)
+    origin = f"image {name!r} (CVAT id {fid})" if name else f"frame {fid}"
+    return ImportedImage(package_file_name(rel), w, h, path=path, instances=instances, extra=extra, origin=origin)
+
+
+def frame_instances(shapes: list[tuple[Any, ...]], h: int, w: int, by_name: dict[str, int], f: Findings,
+                    xml_path: Path) -> list[ImportedInstance]:
+    """The instances of one frame's area shapes (:attr:`CvatDocument.frames` ``shapes``) in an ``h`` x ``w`` image:
+    masks decoded, shapes of one label and one ``group_id`` merged, overlaps given to the higher ``z_order``
+    (then the later shape), in file order. Bad geometry is a problem in ``f``."""
+    decoded: list[_Shape] = []
+    for sh, label, z, group, order, where, track in shapes:
         try:
             m = _shape_mask(sh, h, w)
         except ValueError as err:
@@ -437,11 +488,11 @@ def _image(info: dict[str, Any], split: str, fid: int, img_root: Path, video_fil
             continue
         if sh.tag == "polygon" and _leaves(sh.attrib.get("points", ""), w, h):
             f.warn("polygon_outside", "polygons reaching outside their image, clipped to it", where)
-        shapes.append(_Shape(label, m, z, order, group, where, track))
+        decoded.append(_Shape(label, m, z, order, group, where, track))
     # groups: shapes with one label and one group_id > 0 are one object
     merged: dict[tuple[str, int], _Shape] = {}
     flat: list[_Shape] = []
-    for s in shapes:
+    for s in decoded:
         if s.group:
             key = (s.label, s.group)
             if key in merged:
@@ -467,9 +518,7 @@ def _image(info: dict[str, Any], split: str, fid: int, img_root: Path, video_fil
             continue
         visible.append((s.order, ImportedInstance(by_name[s.label], from_mask(vis), 0, origin=s.where,
                                                   track_id=s.track)))
-    instances = [inst for _, inst in sorted(visible, key=lambda t: t[0])]  # file order
-    origin = f"image {name!r} (CVAT id {fid})" if name else f"frame {fid}"
-    return ImportedImage(package_file_name(rel), w, h, path=path, instances=instances, extra=extra, origin=origin)
+    return [inst for _, inst in sorted(visible, key=lambda t: t[0])]  # file order
 
 
 def _leaves(points: str, w: int, h: int) -> bool:

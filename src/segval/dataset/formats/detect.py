@@ -77,7 +77,7 @@ def _folder(p: Path) -> Identified:
             return Identified("cvat_masks", f"{p} is a CVAT 'Segmentation mask 1.1' export; read it with "
                               f"`segval dataset import format=cvat_masks source={p}`")
         return Identified("voc", f"{p} is a PASCAL VOC-style folder; read it with `segval dataset import format=voc "
-                          f"source={p / 'SegmentationClass'} images={p / 'JPEGImages'}`")
+                          f"source={p}` (SegmentationClass/ + JPEGImages/ [+ SegmentationObject/])")
     if (p / "annotations.xml").is_file():
         return identify(p / "annotations.xml")
     if (p / "dataset_meta.json").is_file() or (p / "labelmap.txt").is_file():

@@ -30,8 +30,8 @@ Taxonomy: ``labels`` (a list of names, or a labeling-config XML whose ``<Label v
 give names and colours), else the labels in first-seen order; ids 1, 2, ...; a label named background
 is id 0, else a background stuff class is added as id 0 (``background="none"``: uncovered pixels void).
 
-Entry point :func:`read_labelstudio`; :func:`image_candidates` (URL -> file names to try) is what
-the relabel import-back can reuse.
+Entry point :func:`read_labelstudio`; :func:`parse_task` (a task's image names and regions) and
+:func:`image_candidates` (URL -> file names to try) are what the relabel import-back reuses.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import os
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -65,7 +66,7 @@ from segval.dataset.formats.result import (
 from segval.dataset.rle import from_mask
 from segval.errors import DatasetError
 
-__all__ = ["image_candidates", "read_label_config", "read_labelstudio"]
+__all__ = ["Region", "Task", "image_candidates", "load_tasks", "parse_task", "read_label_config", "read_labelstudio"]
 
 _BRUSH = ("brushlabels", "brush")
 _POLY = ("polygonlabels", "polygon")
@@ -187,6 +188,132 @@ def _geometry(group: list[Mapping[str, Any]]) -> tuple[str | None, Any, list[str
     return kind, data, labels, other
 
 
+@dataclass
+class Region:
+    """One labelled region of a task: its class name, geometry and where it is (for messages).
+
+    Attributes:
+        label: the class name.
+        kind: ``"brush"`` (``data`` = Label Studio brush RLE) or ``"polygon"`` (``data`` = points in percent).
+        data: the geometry.
+        where: ``"task 3 result 'r1'"``.
+        result_id: the result ``id`` (a segval export puts ``a<annotation id>`` there), or None.
+    """
+
+    label: str
+    kind: str
+    data: Any
+    where: str
+    result_id: str | None = None
+
+    def mask(self, height: int, width: int) -> np.ndarray:
+        """bool[H, W] of the region in an image of that size (ValueError for a bad RLE / polygon)."""
+        return _brush(self.data, height, width) if self.kind == "brush" else _polygon(self.data, height, width)
+
+
+@dataclass
+class Task:
+    """One Label Studio task as exported: its image, its regions (of the latest submitted annotation).
+
+    Attributes:
+        id: the task id (its position when the export has none).
+        where: ``"task <id>"``.
+        data: the task's ``data`` (JSON) or the item itself (JSON-MIN).
+        url: the image URL, or None.
+        image_names: relative file names to look for, most specific first (:func:`image_candidates`, then
+            ``file_upload``).
+        regions: the labelled regions with a mask (results sharing an ``id`` are one region).
+        sizes: ``(original_width, original_height)`` pairs the results state.
+        minimal: True for a JSON-MIN item.
+    """
+
+    id: Any
+    where: str
+    data: Mapping[str, Any]
+    url: str | None
+    image_names: list[str]
+    regions: list[Region] = field(default_factory=list)
+    sizes: set[tuple[Any, Any]] = field(default_factory=set)
+    minimal: bool = False
+
+    def size_mismatch(self, width: int, height: int) -> tuple[Any, Any] | None:
+        """A stated (width, height) that is not the image's, or None."""
+        return next((s for s in self.sizes if (_num(s[0]), _num(s[1])) != (width, height)), None)
+
+
+def parse_task(item: Any, k: int, f: Findings, source: object = None) -> Task | None:
+    """Parse one exported task (full JSON or JSON-MIN), the latest annotation that was not cancelled.
+
+    Returns None (and records why in ``f``) for a task without a submitted annotation or one that cannot
+    be read; results without a mask are skipped into ``f``, regions with no or several labels are
+    problems in ``f``.
+    """
+    if not isinstance(item, Mapping):
+        f.problem(f"task entry {k} is not a JSON object", path=source)
+        return None
+    tid = item.get("id", k)
+    where = f"task {tid}"
+    if isinstance(item.get("data"), Mapping):
+        data = item["data"]
+        anns = item.get("annotations")
+        anns = item.get("completions") if anns is None else anns
+        anns = [a for a in (anns or []) if isinstance(a, Mapping)]
+        live = [a for a in anns if not a.get("was_cancelled") and not a.get("skipped")]
+        if not live:
+            kind = "tasks with predictions only (not read)" if item.get("predictions") else \
+                "tasks without a submitted annotation"
+            f.skip(kind, where)
+            return None
+        if len(live) > 1:
+            f.warn("several", "tasks with several annotations: the latest was read", str(tid))
+        ann = max(enumerate(live), key=lambda t: (str(t[1].get("created_at") or ""), t[0]))[1]
+        results = ann.get("result") or []
+        if not isinstance(results, list):
+            f.problem(f"{where}: 'result' must be a list", path=source)
+            return None
+        url = _image_url(data)
+        extra_names = [item["file_upload"]] if isinstance(item.get("file_upload"), str) else []
+        minimal = False
+    else:
+        data, results, url, extra_names, minimal = item, _min_results(item), _image_url(item), [], True
+    if url is None and not extra_names:
+        f.problem(f"{where}: no image URL in the task data (expected data.image)", path=source)
+        return None
+    task = Task(tid, where, data, url, (image_candidates(url) if url else []) + extra_names, minimal=minimal)
+    for g in _groups(results):
+        rid = g[0].get("id")
+        rwhere = f"{where} result {rid!r}" if rid is not None else f"{where} {g[0].get('from_name', 'result')!r}"
+        kind, geo, names, other = _geometry(g)
+        for r in g:
+            ow, oh = r.get("original_width"), r.get("original_height")
+            if ow is None and isinstance(r.get("value"), Mapping):
+                ow, oh = r["value"].get("original_width"), r["value"].get("original_height")
+            if ow is not None and oh is not None:
+                task.sizes.add((ow, oh))
+            if r.get("image_rotation") not in (None, 0, 0.0):
+                f.warn("rotation", "results on a rotated image (image_rotation != 0): coordinates read as given",
+                       rwhere)
+        if kind is None:
+            f.skip(other[0] if other else "labels without a region", rwhere)
+            continue
+        if len(names) != 1:
+            f.problem(f"{rwhere}: a region needs exactly one label, got {names!r}; fix it in Label Studio "
+                      "(segval gives each mask one class)", path=source)
+            continue
+        task.regions.append(Region(names[0], kind, geo, rwhere, None if rid is None else str(rid)))
+    return task
+
+
+def load_tasks(json_path: Path) -> list[Any]:
+    """The tasks of an export (a JSON list, or one task object). DatasetError for invalid JSON or another shape."""
+    tasks = load_json(json_path)
+    if isinstance(tasks, Mapping):
+        tasks = [tasks]
+    if not isinstance(tasks, list):
+        raise DatasetError("a Label Studio export is a JSON list of tasks", path=json_path)
+    return tasks
+
+
 def read_labelstudio(
     json_path: str | os.PathLike,
     images_dir: str | os.PathLike | None = None,
@@ -217,11 +344,7 @@ def read_labelstudio(
     img_root = Path(images_dir) if images_dir is not None else json_path.parent
     if not img_root.is_dir():
         raise DatasetError("image folder not found; pass images=<folder holding the task images>", path=img_root)
-    tasks = load_json(json_path)
-    if isinstance(tasks, Mapping):
-        tasks = [tasks]
-    if not isinstance(tasks, list):
-        raise DatasetError("a Label Studio export is a JSON list of tasks", path=json_path)
+    tasks = load_tasks(json_path)
     f = Findings()
     declared: list[tuple[str, tuple[int, int, int] | None]] | None = None
     if isinstance(labels, (str, os.PathLike)):
@@ -231,79 +354,30 @@ def read_labelstudio(
     seen_names: list[str] = [n for n, _ in declared] if declared else []
     index = _BasenameIndex(img_root)
 
-    parsed = []  # (task id, image path, rel, w, h, [(label, kind, data, where)])
+    parsed = []  # (task id, image path, rel, w, h, regions)
     for k, item in enumerate(progress(tasks) if progress else tasks):
-        if not isinstance(item, Mapping):
-            f.problem(f"task entry {k} is not a JSON object", path=json_path)
-            continue
-        tid = item.get("id", k)
-        where = f"task {tid}"
-        if isinstance(item.get("data"), Mapping):
-            data = item["data"]
-            anns = item.get("annotations")
-            anns = item.get("completions") if anns is None else anns
-            anns = [a for a in (anns or []) if isinstance(a, Mapping)]
-            live = [a for a in anns if not a.get("was_cancelled") and not a.get("skipped")]
-            if not live:
-                kind = "tasks with predictions only (not read)" if item.get("predictions") else \
-                    "tasks without a submitted annotation"
-                f.skip(kind, where)
-                continue
-            if len(live) > 1:
-                f.warn("several", "tasks with several annotations: the latest was read", str(tid))
-            ann = max(enumerate(live), key=lambda t: (str(t[1].get("created_at") or ""), t[0]))[1]
-            results = ann.get("result") or []
-            if not isinstance(results, list):
-                f.problem(f"{where}: 'result' must be a list", path=json_path)
-                continue
-            url = _image_url(data)
-            extra_names = [item["file_upload"]] if isinstance(item.get("file_upload"), str) else []
-        else:
-            results = _min_results(item)
-            url = _image_url(item)
-            extra_names = []
-        if url is None and not extra_names:
-            f.problem(f"{where}: no image URL in the task data (expected data.image)", path=json_path)
+        task = parse_task(item, k, f, json_path)
+        if task is None:
             continue
         regions = []
-        sizes = set()
-        for g in _groups(results):
-            rid = g[0].get("id")
-            rwhere = f"{where} result {rid!r}" if rid is not None else f"{where} {g[0].get('from_name', 'result')!r}"
-            kind, geo, names, other = _geometry(g)
-            for r in g:
-                ow, oh = r.get("original_width"), r.get("original_height")
-                if ow is None and isinstance(r.get("value"), Mapping):
-                    ow, oh = r["value"].get("original_width"), r["value"].get("original_height")
-                if ow is not None and oh is not None:
-                    sizes.add((ow, oh))
-                if r.get("image_rotation") not in (None, 0, 0.0):
-                    f.warn("rotation", "results on a rotated image (image_rotation != 0): coordinates read as given",
-                           rwhere)
-            if kind is None:
-                f.skip(other[0] if other else "labels without a region", rwhere)
-                continue
-            if len(names) != 1:
-                f.problem(f"{rwhere}: a region needs exactly one label, got {names!r}; fix it in Label Studio "
-                          "(segval gives each mask one class)", path=json_path)
-                continue
-            if names[0] not in seen_names:
+        for reg in task.regions:
+            if reg.label not in seen_names:
                 if declared is not None:
-                    f.problem(f"{rwhere}: label {names[0]!r} is not in the given labels {[n for n, _ in declared]}",
-                              path=json_path)
+                    f.problem(f"{reg.where}: label {reg.label!r} is not in the given labels "
+                              f"{[n for n, _ in declared]}", path=json_path)
                     continue
-                seen_names.append(names[0])
-            regions.append((names[0], kind, geo, rwhere))
-        found = index.find((image_candidates(url) if url else []) + extra_names)
+                seen_names.append(reg.label)
+            regions.append(reg)
+        found = index.find(task.image_names)
         if isinstance(found, DatasetError):
-            f.problem(f"{where}: {found}", path=json_path)
+            f.problem(f"{task.where}: {found}", path=json_path)
             continue
         if found is None:
-            looked = ", ".join(repr(c) for c in (image_candidates(url) if url else []) + extra_names)
-            size_note = "" if sizes else (" The results carry no original_width / original_height, so the image "
-                                          "size is read from the file as well.")
-            f.problem(f"{where}: image {url!r} not found in {img_root} (looked for {looked}); pass images=<folder "
-                      f"holding the task images>.{size_note}", path=json_path)
+            looked = ", ".join(repr(c) for c in task.image_names)
+            size_note = "" if task.sizes else (" The results carry no original_width / original_height, so the image "
+                                               "size is read from the file as well.")
+            f.problem(f"{task.where}: image {task.url!r} not found in {img_root} (looked for {looked}); pass "
+                      f"images=<folder holding the task images>.{size_note}", path=json_path)
             continue
         path, rel = found
         try:
@@ -311,12 +385,12 @@ def read_labelstudio(
         except DatasetError as err:
             f.add(err)
             continue
-        bad = [s for s in sizes if (_num(s[0]), _num(s[1])) != (w, h)]
+        bad = task.size_mismatch(w, h)
         if bad:
-            f.problem(f"{where}: results say the image is {bad[0][0]}x{bad[0][1]} but {rel!r} is {w}x{h} "
+            f.problem(f"{task.where}: results say the image is {bad[0]}x{bad[1]} but {rel!r} is {w}x{h} "
                       "(width x height); is it the right image?", path=json_path)
             continue
-        parsed.append((tid, path, rel, w, h, regions))
+        parsed.append((task.id, path, rel, w, h, regions))
 
     names_colors = declared if declared is not None else [(n, None) for n in seen_names]
     if not names_colors and (background is None or str(background).lower() == "none"):
@@ -334,16 +408,16 @@ def read_labelstudio(
             continue
         users[rel] = tid
         insts = []
-        for name, kind, geo, rwhere in regions:
+        for reg in regions:
             try:
-                m = _brush(geo, h, w) if kind == "brush" else _polygon(geo, h, w)
+                m = reg.mask(h, w)
             except ValueError as err:
-                f.problem(f"{rwhere} (label {name!r}): {err}", path=json_path)
+                f.problem(f"{reg.where} (label {reg.label!r}): {err}", path=json_path)
                 continue
             if not m.any():
-                f.skip("regions without pixels", rwhere)
+                f.skip("regions without pixels", reg.where)
                 continue
-            insts.append(ImportedInstance(by_name[name], from_mask(m), 0, origin=rwhere))
+            insts.append(ImportedInstance(by_name[reg.label], from_mask(m), 0, origin=reg.where))
         out.append(ImportedImage(package_file_name(rel), w, h, path=path, instances=insts,
                                  extra={"labelstudio_task_id": tid}, origin=f"task {tid} ({rel})"))
     check_unique_names(f, split, out, json_path)

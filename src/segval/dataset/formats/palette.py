@@ -2,12 +2,14 @@
 
 Masks are PNGs whose pixel colour names the class: RGB colour masks, palette-mode (``P``) PNGs (the
 colour of a pixel is its palette entry, as VOC's ``SegmentationClass`` files), or single-channel
-``L`` PNGs whose values are the class ids themselves. The colour table comes from:
+``L`` PNGs whose values are the class ids themselves, unless every value v of the mask is the grey
+table colour (v, v, v) of a class (binary 0 / 255 masks with ``object:255,255,255``). The colour table comes from:
 
 * ``dataset_meta.json``: MMSegmentation style ``{"classes": [...], "palette": [[r, g, b], ...]}``,
   or Datumaro's ``{"label_map": {"0": name, ...}, "segmentation_colors": [[r, g, b], ...]}``;
 * ``labelmap.txt`` of CVAT / Datumaro: ``# label:color_rgb:parts:actions`` then ``name:r,g,b::`` a line
   (an empty colour gets the VOC colour of its index);
+* labelme2voc's ``class_names.txt``: one name a line (a first ``__ignore__`` dropped), VOC colours by position;
 * otherwise VOC's own 21 classes with the standard bit-interleaved colormap (background black);
   VOC's 255 (its colour (224, 224, 192)) marks borders: *ignore*.
 
@@ -180,6 +182,37 @@ def read_labelmap_txt(path: str | os.PathLike) -> ColorTable:
     return ColorTable(names, colors, [], str(path))
 
 
+def read_class_names(path: str | os.PathLike) -> ColorTable:
+    """labelme2voc's ``class_names.txt``: one name a line, the line number (from 0) is the id and the VOC
+    colormap gives the colour; a first line ``__ignore__`` (labelme's id -1, written as 255) is dropped and
+    255's colour means ignore."""
+    path = Path(path)
+    try:
+        names = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read the class names ({err})", path=path) from None
+    names = [n for n in names if n and not n.startswith("#")]
+    if names and names[0] == "__ignore__":
+        names = names[1:]
+    return ColorTable(names, [palette_color(i) for i in range(len(names))], [palette_color(IGNORE)], str(path))
+
+
+def read_color_table(path: str | os.PathLike) -> ColorTable:
+    """A colour table file: ``dataset_meta.json``, a ``labelmap.txt`` (``name:r,g,b::`` lines) or a plain
+    list of names (``class_names.txt``, VOC colours by position)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError("colour table file not found", path=p)
+    if p.suffix.lower() == ".json":
+        return read_dataset_meta(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"cannot read the colour table ({err})", path=p) from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return read_labelmap_txt(p) if any(":" in ln for ln in lines) else read_class_names(p)
+
+
 def read_dataset_meta(path: str | os.PathLike) -> ColorTable:
     """``dataset_meta.json``: ``{"classes", "palette"}`` (MMSeg) or ``{"label_map", "segmentation_colors"}`` (Datumaro)."""
     path = Path(path)
@@ -213,12 +246,14 @@ def read_dataset_meta(path: str | os.PathLike) -> ColorTable:
 
 
 def find_color_table(*folders: Path) -> ColorTable | None:
-    """``dataset_meta.json`` or ``labelmap.txt`` in the first folder that has one."""
+    """``dataset_meta.json``, ``labelmap.txt`` or labelme2voc's ``class_names.txt`` in the first folder that has one."""
     for d in folders:
         if (d / "dataset_meta.json").is_file():
             return read_dataset_meta(d / "dataset_meta.json")
         if (d / "labelmap.txt").is_file():
             return read_labelmap_txt(d / "labelmap.txt")
+        if (d / "class_names.txt").is_file():
+            return read_class_names(d / "class_names.txt")
     return None
 
 
@@ -232,6 +267,21 @@ def _unknown(path: Path, colors: np.ndarray, counts: np.ndarray, table: ColorTab
                         "table or fix the mask", path=path)
 
 
+def _grey_as_colors(ids: np.ndarray, table: ColorTable) -> np.ndarray | None:
+    """A grey mask whose every value v is the table colour (v, v, v) of a class that is not id v (a binary 0 / 255
+    mask with ``object: 255,255,255``): uint8[H, W] category ids through the table; else None (values are ids)."""
+    vals = np.unique(ids)
+    if vals.size == 0 or vals.min() < 0 or vals.max() > 255:
+        return None
+    lut = table.lut()
+    mapped = [lut.get(int(v) * 65793) for v in vals.tolist()]  # 65793 = (1 << 16) + (1 << 8) + 1
+    if any(m is None for m in mapped) or all(m == v for m, v in zip(mapped, vals.tolist())):
+        return None
+    out = np.zeros(256, dtype=np.uint8)
+    out[vals] = mapped
+    return out[ids]
+
+
 def decode_class_png(path: Path, table: ColorTable, *, width: int, height: int,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """uint8[H, W] category ids (255 = ignore) of a colour / palette / grey mask PNG.
@@ -243,6 +293,9 @@ def decode_class_png(path: Path, table: ColorTable, *, width: int, height: int,
     with im:
         if im.mode in ("L", "I", "I;16"):
             ids = np.asarray(im).astype(np.int64)
+            grey = _grey_as_colors(ids, table)
+            if grey is not None:
+                return grey
             bad = ~((ids < len(table.names)) | (ids == IGNORE))
             if bad.any():
                 vals, counts = np.unique(ids[bad], return_counts=True)
@@ -443,10 +496,7 @@ def _table(colors: Any, masks_dir: Path, f: Findings) -> ColorTable:
     if isinstance(colors, str) and colors.lower() == "voc":
         return ColorTable.voc()
     if colors is not None:
-        p = Path(colors)
-        if not p.is_file():
-            raise DatasetError("colour table file not found", path=p)
-        return read_dataset_meta(p) if p.suffix.lower() == ".json" else read_labelmap_txt(p)
+        return read_color_table(colors)
     found = find_color_table(masks_dir, masks_dir.parent)
     if found is not None:
         return found
@@ -473,6 +523,11 @@ def _read_pairs(pairs: list[tuple[Path, Path, str]], table: ColorTable, tax: Tax
         except DatasetError as err:
             f.add(err)
             continue
+        present = np.bincount(cls_map.reshape(-1), minlength=256) > 0
+        if present[IGNORE] and not present[1:IGNORE].any():
+            f.warn("only_ignore", "masks holding nothing but ignore (255) and class 0: if 255 marks your objects (a "
+                   "binary 0 / 255 mask), give a colour table naming them, e.g. a labelmap.txt with "
+                   "`background:0,0,0::` and `object:255,255,255::` (voc.colors=)", mask.name)
         insts, ignore = instances_from_maps(cls_map, obj_map, tax.background_id, mask.name, f)
         out.append(ImportedImage(package_file_name(rel), w, h, path=img, instances=insts, ignore=ignore,
                                  origin=f"{fmt} mask {mask.name}"))
