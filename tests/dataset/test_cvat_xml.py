@@ -68,7 +68,7 @@ def test_mask_rle_errors():
 
 def test_images_mode(tmp_path):
     write_rgb(tmp_path / "export" / "images" / "sub" / "a.png", 10, 12)
-    body = f"""  <image id="0" name="sub/a.png" width="12" height="10">
+    body = """  <image id="0" name="sub/a.png" width="12" height="10">
     <box label="cube" xtl="0" ytl="0" xbr="4" ybr="4" occluded="0" z_order="0"></box>
     <polygon label="cube" occluded="0" points="1,1;7,1;7,6;1,6" z_order="0"></polygon>
     <mask label="cable" source="manual" occluded="0" rle="0, 4, 2, 4" left="5" top="4" width="2" height="5" z_order="1"></mask>
@@ -119,7 +119,7 @@ def test_project_subsets_become_splits(tmp_path):
   <image height="8" id="0" name="img0.png" subset="Validation" task_id="38" width="8">
     <polygon label="cable" points="0,0;4,0;4,4;0,4" z_order="1"/>
   </image>"""
-    res = read_cvat_xml(_xml(tmp_path, body))
+    res = read_cvat_xml(_xml(tmp_path, body, meta))
     assert list(res.splits) == ["train", "validation"]
     assert res.splits["validation"][0].instances[0].category_id == 2
 
