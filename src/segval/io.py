@@ -8,6 +8,7 @@ that only read results (``segval gate``) start fast.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -16,6 +17,51 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from segval.errors import OutputError
+
+#: what to do about an OSError of a writer, by errno
+_WRITE_ADVICE = {
+    errno.ENOSPC: "no space left on the device; free some space or write to another folder",
+    errno.EDQUOT: "the disk quota is exceeded; free some space or write to another folder",
+    errno.EACCES: "permission denied; write to a folder you can write to, or fix its permissions",
+    errno.EPERM: "operation not permitted; write to a folder you can write to, or fix its permissions",
+    errno.EROFS: "the file system is read-only; write to another folder",
+}
+
+
+def write_error(path: str | os.PathLike, err: OSError) -> OutputError:
+    """The user error for an ``OSError`` raised while writing ``path``: what failed and what to do.
+
+    Nothing partial is left behind by the writers of this module, so the message can say so.
+    """
+    advice = _WRITE_ADVICE.get(err.errno or -1, f"{err.strerror or err}; check the output folder")
+    return OutputError(f"cannot write ({advice}); nothing was written there", path=path)
+
+
+@contextlib.contextmanager
+def user_write_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` of a writer inside the block into an :class:`OutputError` naming ``path``."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as err:
+        if isinstance(err, (FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError)) \
+                and err.errno not in _WRITE_ADVICE:
+            raise
+        raise write_error(getattr(err, "filename", None) or path, err) from err
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: permissions of what the writers create: as ``open()`` / ``mkdir()`` would (mkstemp / mkdtemp make 0600 / 0700)
+FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -31,6 +77,8 @@ def atomic_path(target: str | os.PathLike, *, suffix: str = "") -> Iterator[Path
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
@@ -68,6 +116,7 @@ def atomic_dir(target: str | os.PathLike, *, overwrite: bool = False) -> Iterato
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield tmp
+        os.chmod(tmp, DIR_MODE)
         if target.exists():
             old = target.with_name(f".{target.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -195,7 +195,35 @@ def build_group(cfg_group: DictConfig | None, kind: str) -> list[Any]:
 
 
 def build_trainer(cfg: DictConfig, *, callbacks: list[Any], loggers: list[Any]) -> Any:
-    """The Lightning ``Trainer`` of ``cfg.trainer`` with these callbacks and loggers."""
-    from hydra.utils import instantiate
+    """The Lightning ``Trainer`` of ``cfg.trainer`` with these callbacks and loggers.
 
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    Checkpoints are written atomically (temporary file, fsync, rename). Under Slurm, Lightning's
+    ``SLURMEnvironment`` ranks the tasks but leaves preemption signals to ``ResumeCheckpoint`` (it saves
+    at a step boundary and requeues; Lightning's own handler would save in the middle of a step).
+    """
+    from hydra.utils import instantiate
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from segval.callbacks.resume import AtomicCheckpointIO
+
+    plugins = list(cfg.trainer.get("plugins") or [])
+    if not plugins:
+        plugins = [AtomicCheckpointIO()]
+        if SLURMEnvironment.detect():
+            plugins.append(SLURMEnvironment(auto_requeue=False))
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
+    """``ckpt_path=auto``: ``<run dir>/checkpoints/last.ckpt`` when there is one, else None (a fresh start).
+
+    Any other value is returned as given (a path, or None).
+    """
+    if ckpt_path != "auto":
+        return ckpt_path
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.info("ckpt_path=auto: resuming %s", last)
+        return str(last)
+    log.info("ckpt_path=auto: no %s, starting fresh", last)
+    return None
