@@ -37,7 +37,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from segval.errors import ConfigError, SegvalError
-from segval.io import FILE_MODE
+from segval.io import FILE_MODE, remove_stale_temporaries, temp_prefix
 
 log = logging.getLogger("segval")
 
@@ -145,8 +145,7 @@ class ResumeCheckpoint(ModelCheckpoint):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
-            for partial in Path(self.dirpath).glob(f".*{PARTIAL_SUFFIX}"):  # left by a killed save
-                partial.unlink(missing_ok=True)
+            remove_stale_temporaries(self.dirpath)  # left by a killed save
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -259,7 +258,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """``torch.save`` to a temporary file beside the target, fsync, then rename onto it.
 
     A kill leaves the previous checkpoint intact (and at most a ``.<name>.*.partial`` file that the next run
-    removes); a full disk or a read-only folder is a :class:`SegvalError` naming the path.
+    removes once its process is gone); a full disk or a read-only folder is a :class:`SegvalError` naming the path.
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
@@ -268,7 +267,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX, dir=path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=PARTIAL_SUFFIX, dir=path.parent)
         except OSError as err:
             raise _write_error(path, err) from err
         try:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from segval.io import atomic_path
+from segval.io import atomic_path, temp_prefix
 
 __all__ = ["BASE_COLUMNS", "PerImageCsvWriter", "merge_parts", "per_image_columns", "read_per_image_csv"]
 
@@ -68,7 +68,7 @@ class PerImageCsvWriter:
         self.columns = per_image_columns(self.metric_names)
         self.rows_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path.name), suffix=".tmp", dir=self.path.parent)
         self._tmp = Path(tmp)
         self._file: TextIO | None = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._csv = csv.writer(self._file)
