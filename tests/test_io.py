@@ -135,3 +135,11 @@ def test_a_folder_created_meanwhile_is_not_overwritten(tmp_path: Path) -> None:
             (target / "theirs").write_text("2")
     assert [p.name for p in target.iterdir()] == ["theirs"]
     assert [p.name for p in tmp_path.iterdir()] == ["1.1.0"]
+
+
+def test_errors_name_the_target_not_the_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "replace", enospc)
+    with pytest.raises(OutputError) as err:
+        with sio.atomic_dir(tmp_path / "pkg") as tmp:
+            sio.write_text(tmp / "sub" / "a.json", "{}")
+    assert err.value.path == str(tmp_path / "pkg" / "sub" / "a.json")

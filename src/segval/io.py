@@ -39,7 +39,14 @@ def write_error(path: str | os.PathLike, err: OSError) -> OutputError:
     Nothing partial is left behind by the writers of this module, so the message can say so.
     """
     advice = _WRITE_ADVICE.get(err.errno or -1, f"{err.strerror or err}; check the output folder")
-    return OutputError(f"cannot write ({advice}); nothing was written there", path=path)
+    return OutputError(f"cannot write ({advice}); nothing was written there", path=public_path(path))
+
+
+def public_path(path: str | os.PathLike) -> Path:
+    """``path`` as the user will see it: a temporary folder or file of this module named as its target
+    (``out/.pkg.segval-host-1-x.partial/a.json`` -> ``out/pkg/a.json``)."""
+    parts = [m["name"] if (m := _STALE.match(part)) else part for part in Path(path).parts]
+    return Path(*parts) if parts else Path(path)
 
 
 @contextlib.contextmanager
