@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from segval.release.loaders import TORCH_DATASET
+from segval.report.markdown_safe import md_code, md_escape, md_prose
 from segval.dataset.package import DatasetPackage
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -75,7 +76,7 @@ def _front_matter(pkg: DatasetPackage, n_images: int, tags: list[str]) -> str:
 
 def limitations(pkg: DatasetPackage, summary: Mapping[str, Any], *, rare_share: float = 0.01) -> list[str]:
     """The card's Known limitations: dataset.yaml ``limitations:`` then the automatic ones."""
-    out = [str(x) for x in (pkg.metadata.get("limitations") or [])]
+    out = [md_prose(x) for x in (pkg.metadata.get("limitations") or [])]
     splits = summary["splits"]
     total = sum(s["pixels"] for s in splits.values())
     for c in summary["classes"]:
@@ -85,11 +86,11 @@ def limitations(pkg: DatasetPackage, summary: Mapping[str, Any], *, rare_share: 
         px = sum(s["pixel_share"][name] * s["pixels"] for s in splits.values())
         share = px / total if total else 0.0
         if share < rare_share:
-            out.append(f"Class `{name}` covers {100 * share:.2f}% of the pixels (under {100 * rare_share:g}%): "
+            out.append(f"Class {md_code(name)} covers {100 * share:.2f}% of the pixels (under {100 * rare_share:g}%): "
                        f"per-class scores on it are noisy.")
         absent = [s for s, d in splits.items() if d["instances"][name] == 0 and d["pixel_share"][name] == 0]
         if absent:
-            out.append(f"Class `{name}` is absent from split(s) {', '.join(absent)}: it cannot be evaluated there.")
+            out.append(f"Class {md_code(name)} is absent from split(s) {md_escape(', '.join(absent))}: it cannot be evaluated there.")
     return out
 
 
@@ -106,11 +107,11 @@ def baseline_section(baseline: Mapping[str, Any]) -> list[str]:
              "(`model.safetensors` + `model.json`; rebuild with `segval.release.baseline.load_baseline('baseline')`). "
              "IoU / Acc in % (MMSegmentation definitions; n/a = class absent from ground truth and prediction).", "",
              "| class | IoU | Acc |", "|---|---:|---:|"]
-    lines += [f"| {r['name']} | {_pct(r['IoU'])} | {_pct(r['Acc'])} |" for r in baseline["per_class"]]
+    lines += [f"| {md_escape(r['name'])} | {_pct(r['IoU'])} | {_pct(r['Acc'])} |" for r in baseline["per_class"]]
     lines.append(f"| **mean** | **{_pct(s.get('mIoU'))}** | **{_pct(s.get('mAcc'))}** |")
     lines += ["", f"aAcc {_pct(s.get('aAcc'))} %, fwIoU {_pct(s.get('fwIoU'))} %."]
     if baseline.get("weak_classes"):
-        lines.append(f"Weak classes (see `baseline/findings.md`): {', '.join(baseline['weak_classes'])}.")
+        lines.append(f"Weak classes (see `baseline/findings.md`): {', '.join(map(md_escape, baseline['weak_classes']))}.")
     return lines + [""]
 
 
@@ -127,7 +128,7 @@ def domain_gap_limitations(gap: Mapping[str, Any], *, top: int = 3) -> list[str]
     worst = [r for r in gap["per_class"] if r.get("gap") is not None and r["gap"] < 0][:top]
     if worst:
         out.append("Classes losing most on the target domain: " + ", ".join(
-            f"`{r['name']}` {_pct(r['IoU_source'])}% -> {_pct(r['IoU_target'])}%" for r in worst) + ".")
+            f"{md_code(r['name'])} {_pct(r['IoU_source'])}% -> {_pct(r['IoU_target'])}%" for r in worst) + ".")
     return out
 
 
@@ -143,13 +144,14 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
     tags = ["robotics", "segmentation", "coco", "segval", *[f"{g}-objects" for g in groups if g != "stuff"]]
     total = sum(d["pixels"] for d in splits.values())
     first = pkg.splits[0]
-    lines = [_front_matter(pkg, n_images, tags), f"# {pkg.name} {pkg.version}", "", "## Dataset summary", ""]
-    lines.append(pkg.description.strip() or f"{pkg.name} is a segmentation dataset for robotics.")
+    name = md_escape(pkg.name)
+    lines = [_front_matter(pkg, n_images, tags), f"# {name} {md_escape(pkg.version)}", "", "## Dataset summary", ""]
+    lines.append(md_prose(pkg.description.strip()) or f"{name} is a segmentation dataset for robotics.")
     lines += ["", f"{n_images} images and {n_ann} instance annotations in {len(splits)} split(s) "
               f"({', '.join(splits)}), {pkg.taxonomy.num_classes} classes. A segval dataset package: "
               "`dataset.yaml` (taxonomy, version), `annotations/<split>.json` (COCO, RLE masks), "
               "`images/<split>/`" + (", `label_maps/<split>/`" if any(pkg.split(s).has_label_maps for s in pkg.splits)
-                                     else "") + f". License: {pkg.license or 'not stated'}.", ""]
+                                     else "") + f". License: {md_escape(pkg.license or 'not stated')}.", ""]
     lines += ["## Classes", "", "| id | name | group | thing/stuff | colour | pixel share | instances |",
               "|---:|---|---|---|---|---:|---:|"]
     for c in pkg.taxonomy:
@@ -157,12 +159,12 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
         inst = sum(d["instances"][c.name] for d in splits.values())
         colour = "#{:02x}{:02x}{:02x}".format(*c.color)
         bg = " (background)" if c.id == pkg.taxonomy.background_id and c.name != "background" else ""
-        lines.append(f"| {c.id} | {c.name}{bg} | {c.group} | {'thing' if c.isthing else 'stuff'} | `{colour}` | "
+        lines.append(f"| {c.id} | {md_escape(c.name)}{bg} | {md_escape(c.group)} | {'thing' if c.isthing else 'stuff'} | `{colour}` | "
                      f"{100 * px / total if total else 0:.2f}% | {inst} |")
     lines += ["", "Pixel shares are fractions of all pixels of all splits (semantic targets built from the COCO "
               "masks); the rest is ignore (255).", ""]
     lines += ["## Splits", "", "| split | images | annotations | videos |", "|---|---:|---:|---:|"]
-    lines += [f"| {s} | {d['images']} | {d['annotations']} | {d['videos']} |" for s, d in splits.items()]
+    lines += [f"| {md_escape(s)} | {d['images']} | {d['annotations']} | {d['videos']} |" for s, d in splits.items()]
     lines += ["", "## How to load", "", "Plain Python (pycocotools), run from this folder:", "", "```python",
               PLAIN_SNIPPET.format(split=first).rstrip(), "```", "",
               "A PyTorch `Dataset` of semantic targets (train index = position in dataset.yaml `taxonomy`, "
@@ -179,7 +181,7 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
     lines += ["## Annotation guideline", ""]
     guideline = pkg.metadata.get("guideline")
     if guideline:
-        lines.append(str(guideline).strip())
+        lines.append(md_prose(str(guideline).strip()))
     else:
         lines.append("No annotation guideline was given (add `guideline:` to dataset.yaml). Class definitions: "
                      "see the Classes table; masks follow the COCO conventions (RLE, `iscrowd` for groups).")
@@ -189,7 +191,7 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
         lim += domain_gap_limitations(domain_gap)
     lines += [f"- {x}" for x in lim] or ["- none recorded"]
     lines += ["", "## Version history", ""]
-    history = changelog.strip()
+    history = md_prose(changelog.strip())
     if history.startswith("# Changelog"):
         history = history[len("# Changelog"):].strip()
     lines.append(history.replace("\n## ", "\n### ").replace("## ", "### ", 1) if history.startswith("## ")
