@@ -12,7 +12,7 @@ SRC = Path(segval.__file__).parent
 
 #: the layer of each top-level module / package of segval (lower imports nothing above it)
 LAYERS: dict[str, int] = {
-    "errors": 0, "io": 0,
+    "errors": -1, "io": 0,  # io raises the user errors of errors
     "dataset": 1,
     "metrics": 2,
     "models": 3, "datamodules": 3, "tracking": 3,

@@ -9,7 +9,7 @@ Dependency rule (``tests/test_dependencies.py`` walks every import, those inside
   ``tracking, report < qa < analysis < release < relabel, experiments, callbacks`` (``tracking`` beside
   ``models``; ``report`` renders plain data and imports only ``dataset`` and ``metrics``).
 * ``demo`` (pybullet) is imported only by ``commands``; nothing imports ``commands`` or ``cli``.
-* ``errors`` and ``io`` are below everything.
+* ``errors`` and ``io`` are below everything (``io`` raises ``errors``' OutputError).
 
 The README's "Code map" says what each package holds.
 """

@@ -54,3 +54,22 @@ class TrainingError(SegvalError):
     """Training cannot go on (e.g. a NaN loss); the message names the step."""
 
     exit_code = 3
+
+
+class OutputError(SegvalError):
+    """An output could not be written (full disk, read-only folder, no permission); names the path.
+
+    Args:
+        message: what failed and what to do.
+        path: the file or folder that could not be written.
+    """
+
+    def __init__(self, message: str, *, path: object) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class LockedError(SegvalError):
+    """Another segval command holds the lock of a folder it writes (exit code 75, try again later)."""
+
+    exit_code = 75

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from segval.metrics.functional.semantic import semantic_metrics
-from segval.report.analyze import md_escape
+from segval.report.markdown_safe import md_escape
 from segval.metrics.results import metrics_payload, write_results
 from segval.demo.shapes import write_shapes_package
 from segval.errors import ConfigError, SegvalError

@@ -123,3 +123,29 @@ def test_upload_is_one_commit_on_main_then_a_tag(releases: Path, monkeypatch) ->
     with pytest.raises(PublishError, match="main is unchanged"):
         publish(releases / "1.0.0", "my-lab/shapes", token="t0k", api=api)
     assert "create_tag" not in [c[0] for c in api.calls]
+
+
+@pytest.mark.parametrize("override", ["publish.token=hf_SECRET123", "+publish.token=hf_SECRET123",
+                                      "++logger.wandb.api_key=hf_SECRET123"])
+def test_a_token_on_the_command_line_is_refused_before_anything_is_written(releases: Path, tmp_path: Path,
+                                                                         override: str) -> None:
+    run = run_segval("dataset", "publish", f"root={releases / '1.0.0'}", "repo_id=my-lab/shapes", override,
+                     f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path, env={"HF_HOME": str(tmp_path / "hf")})
+    assert run.returncode == 2, run.output
+    assert "on the command line would be written to .hydra/overrides.yaml" in run.stderr and "HF_TOKEN" in run.stderr
+    assert "hf_SECRET123" not in run.output
+    assert not (tmp_path / "r").exists()  # no .hydra/overrides.yaml holding it
+
+
+class LeakyApi(RecordingApi):
+    def whoami(self, token=None):
+        raise ConnectionError(f"401 for https://huggingface.co/api/whoami-v2 with Authorization: Bearer {token}")
+
+
+def test_the_token_never_reaches_an_error_message(releases: Path, monkeypatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_TOKEN", "hf_SECRET123")
+    with pytest.raises(PublishError) as err:
+        publish(releases / "1.0.0", "my-lab/shapes", api=LeakyApi())
+    assert "hf_SECRET123" not in str(err.value) and "Bearer ***" in str(err.value)
+    assert err.value.__cause__ is None

@@ -82,7 +82,7 @@ def test_release_refuses_to_overwrite(work, tmp_path):
         release(work, rel, bump="minor")
     (rel / "1.1.0").rmdir()
     assert _snapshot(rel) == before
-    assert sorted(p.name for p in rel.iterdir()) == ["1.0.0", "CHANGELOG.md"]
+    assert sorted(p.name for p in rel.iterdir()) == [".segval.lock", "1.0.0", "CHANGELOG.md"]  # the lock stays
 
 
 def test_deleted_id_must_be_deprecated(work, tmp_path):
@@ -155,3 +155,51 @@ def test_diff_added_changed_deprecated_removed_and_pixels(work, tmp_path):
     same = diff_packages(DatasetPackage.open(a), DatasetPackage.open(a))
     assert all(v == 0 for t in same["totals"].values() for v in t.values())
     assert all(v == {"gained": 0, "lost": 0} for v in same["pixels"].values())
+
+
+def _release_in_child(work: str, rel: str, barrier, results) -> None:
+    from segval.errors import LockedError
+
+    barrier.wait(30)
+    try:
+        results.put(release(work, rel, bump="minor")["version"])
+    except LockedError as err:
+        results.put(f"locked: {err}")
+
+
+def test_concurrent_releases_get_one_version_each_or_are_refused(work, tmp_path):
+    import multiprocessing
+
+    rel = tmp_path / "releases"
+    ctx = multiprocessing.get_context("fork")
+    barrier, results = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_release_in_child, args=(str(work), str(rel), barrier, results)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    outcomes = [results.get(timeout=5) for _ in procs]
+    versions = sorted(o for o in outcomes if not o.startswith("locked"))
+    refused = [o for o in outcomes if o.startswith("locked")]
+    assert versions and len(versions) + len(refused) == 3
+    assert len(set(versions)) == len(versions)  # never two releases of one version
+    assert all("being written by segval dataset release" in r for r in refused)
+    assert list_releases(rel) == versions
+    top = (rel / "CHANGELOG.md").read_text()
+    assert all(top.count(f"## {v} (") == 1 for v in versions)
+    assert not [p for p in rel.iterdir() if p.name.startswith(".") and p.name != ".segval.lock"]
+
+
+def test_the_next_release_finishes_one_killed_after_its_rename(work, tmp_path):
+    rel = tmp_path / "releases"
+    release(work, rel, day="2026-01-01")
+    # what a kill right after the version folder was renamed into place leaves: writable, no top entry
+    for p in [rel / "1.0.0", *(rel / "1.0.0").rglob("*")]:
+        p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    (rel / "CHANGELOG.md").unlink()
+    release(work, rel, bump="minor", day="2026-01-02")
+    for p in [rel / "1.0.0", *(rel / "1.0.0").rglob("*")]:
+        assert not p.stat().st_mode & stat.S_IWUSR, p
+    top = (rel / "CHANGELOG.md").read_text()
+    assert top.index("## 1.1.0 (2026-01-02)") < top.index("## 1.0.0 (2026-01-01)")

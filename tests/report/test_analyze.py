@@ -16,15 +16,8 @@ from PIL import Image
 
 from segval.report import mosaic as mz
 from segval.report import plots
-from segval.report.analyze import (
-    MOSAIC_STEM,
-    ReportInputs,
-    md_code,
-    md_escape,
-    render_html,
-    render_markdown,
-    write_report,
-)
+from segval.report.analyze import MOSAIC_STEM, ReportInputs, render_html, render_markdown, write_report
+from segval.report.markdown_safe import md_code, md_escape
 
 NAMES = ["background", "disc", "<b>&x", "bar$a$", "never"]
 COLORS = [(0, 0, 0), (220, 40, 40), (40, 200, 40), (40, 60, 220), (200, 200, 0)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -74,9 +75,34 @@ def segval_app(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Call
                 print(f"{label}: error: {user_error}", file=sys.stderr, flush=True)
                 sys.exit(getattr(user_error, "exit_code", 2))
 
-        return hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)(guarded)
+        app = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)(guarded)
+
+        @functools.wraps(app)
+        def checked() -> Any:
+            secret = secret_override(sys.argv[1:])
+            if secret is not None:  # before Hydra writes the command line into .hydra/
+                print(f"{label}: error: {secret}=... on the command line would be written to .hydra/overrides.yaml "
+                      "and the shell history; set it in the environment instead (HF_TOKEN for the Hugging Face "
+                      "Hub, WANDB_API_KEY for W&B). Nothing was run.", file=sys.stderr, flush=True)
+                sys.exit(2)
+            return app()
+
+        return checked
 
     return wrap
+
+
+#: override keys that hold credentials: refused on the command line
+_SECRET_KEY = re.compile(r"(^|\.)(token|hf_token|api_key|apikey|password|secret)$", re.IGNORECASE)
+
+
+def secret_override(argv: list[str]) -> str | None:
+    """The key of the first ``key=value`` override in ``argv`` that names a credential, or None."""
+    for arg in argv:
+        key = arg.split("=", 1)[0].lstrip("+~") if "=" in arg else ""
+        if key and _SECRET_KEY.search(key):
+            return key
+    return None
 
 
 def dispatch(module: str, apps: dict[str, Callable[[], Any]]) -> None:
@@ -198,7 +224,35 @@ def build_group(cfg_group: DictConfig | None, kind: str) -> list[Any]:
 
 
 def build_trainer(cfg: DictConfig, *, callbacks: list[Any], loggers: list[Any]) -> Any:
-    """The Lightning ``Trainer`` of ``cfg.trainer`` with these callbacks and loggers."""
-    from hydra.utils import instantiate
+    """The Lightning ``Trainer`` of ``cfg.trainer`` with these callbacks and loggers.
 
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    Checkpoints are written atomically (temporary file, fsync, rename). Under Slurm, Lightning's
+    ``SLURMEnvironment`` ranks the tasks but leaves preemption signals to ``ResumeCheckpoint`` (it saves
+    at a step boundary and requeues; Lightning's own handler would save in the middle of a step).
+    """
+    from hydra.utils import instantiate
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from segval.callbacks.resume import AtomicCheckpointIO
+
+    plugins = list(cfg.trainer.get("plugins") or [])
+    if not plugins:
+        plugins = [AtomicCheckpointIO()]
+        if SLURMEnvironment.detect():
+            plugins.append(SLURMEnvironment(auto_requeue=False))
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
+    """``ckpt_path=auto``: ``<run dir>/checkpoints/last.ckpt`` when there is one, else None (a fresh start).
+
+    Any other value is returned as given (a path, or None).
+    """
+    if ckpt_path != "auto":
+        return ckpt_path
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        log.info("ckpt_path=auto: resuming %s", last)
+        return str(last)
+    log.info("ckpt_path=auto: no %s, starting fresh", last)
+    return None

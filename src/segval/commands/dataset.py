@@ -342,7 +342,7 @@ def run_publish(cfg: DictConfig) -> dict[str, Any]:
         root = Path(cfg.releases) / version
     else:
         raise ConfigError("missing root=<releases>/<X.Y.Z> (or releases=<folder> [version=X.Y.Z])")
-    res = publish(root, str(cfg.repo_id), token=cfg.publish.token or None, private=bool(cfg.publish.private),
+    res = publish(root, str(cfg.repo_id), token=None, private=bool(cfg.publish.private),  # HF_TOKEN / login
                   dry_run=bool(cfg.publish.dry_run))
     out = Path(cfg.paths.output_dir) / "publish.json"
     write_json(out, res)

@@ -14,7 +14,7 @@ from segval.analysis.diagnosis import run_summary
 from segval.metrics.results import format_class_table, metrics_payload, write_results
 from segval.commands._common import segval_app
 from segval.models.module import checkpoint_step
-from segval.commands._common import build_datamodule, build_group, build_trainer
+from segval.commands._common import build_datamodule, build_group, build_trainer, resolve_ckpt_path
 from segval.tracking.run import job, record_dataset
 
 log = logging.getLogger("segval")
@@ -41,7 +41,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.ckpt_path, weights_only=True)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, out_dir)
+    if ckpt_path is not None and trainer.is_global_zero:
+        print(f"resuming {ckpt_path} at step {checkpoint_step(ckpt_path)}")
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
 
     ckpt = None
     if cfg.evaluate_best and trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path:

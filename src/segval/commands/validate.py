@@ -13,7 +13,9 @@ Resuming: a finished step writes ``<its dir>/.validate_done.json`` holding the h
 (resolved) config and of the markers of the steps it read; running validate again in the same directory
 (the default ``outputs/validate/<dataset>-<version>``) skips every step whose hash is unchanged. A
 changed config re-runs that step and everything downstream of it; ``validate.force=[train]`` or
-``validate.force=all`` redoes steps on purpose.
+``validate.force=all`` redoes steps on purpose. A step killed half-way has no marker and runs again; a
+training step killed half-way with the same config continues from its ``last.ckpt`` (exact resume: the
+same weights, metrics and verdict as an uninterrupted run).
 
 Exit code: the gate's (0 pass, 1 fail, 2 cannot decide) when the gate stage runs; else 0 when every
 selected stage finished. A stage that fails stops the chain: exit 2 (3 for a training failure), with
@@ -25,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +45,8 @@ from segval.io import write_json
 log = logging.getLogger("segval")
 
 MARKER = ".validate_done.json"
+#: written when a step starts, removed when it is done: an interrupted training step resumes its last.ckpt
+STARTED = ".validate_started.json"
 
 
 @dataclass(frozen=True)
@@ -221,10 +226,11 @@ class Validation:
             self.markers[key] = old
             return old
         why = "forced" if stage.name in self.force and old else ("config changed" if old else "first run")
-        print(f"\n[validate] {key}: running `segval {stage.command.name}` into {step_dir} ({why})", flush=True)
         if marker_path.exists():
             marker_path.unlink()
-        step_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self._prepare(stage, step_dir, digest, cfg, fresh=bool(old))
+        why = "interrupted before, resumed" if resumed else why
+        print(f"\n[validate] {key}: running `segval {stage.command.name}` into {step_dir} ({why})", flush=True)
         started = time.time()
         result, exit_code = _call(fn, cfg)
         marker = {
@@ -233,9 +239,27 @@ class Validation:
             "command": f"segval {stage.command.name}", "overrides": [*data, *base, *overrides, *extra], "result": _small(result),
         }
         write_json(marker_path, marker)
+        (step_dir / STARTED).unlink(missing_ok=True)
         self.ran.append(key)
         self.markers[key] = marker
         return marker
+
+    def _prepare(self, stage: Stage, step_dir: Path, digest: str, cfg: DictConfig, *, fresh: bool) -> bool:
+        """Mark the step started; a training step interrupted with the same config resumes its last.ckpt.
+
+        Returns whether the step resumes. A changed or forced step (``fresh``) or an interrupted one with
+        another config drops the old checkpoints, so nothing of another configuration is resumed.
+        """
+        started = _read_marker(step_dir / STARTED)
+        resume = stage.name == "train" and not fresh and started is not None and started.get("hash") == digest
+        if stage.name == "train":
+            if not resume:
+                shutil.rmtree(step_dir / "checkpoints", ignore_errors=True)
+            with open_dict(cfg):
+                cfg.ckpt_path = "auto"  # after the hash: resuming is not another configuration
+        step_dir.mkdir(parents=True, exist_ok=True)
+        write_json(step_dir / STARTED, {"hash": digest, "started": _stamp(time.time())})
+        return resume and (step_dir / "checkpoints" / "last.ckpt").is_file()
 
 
 def _call(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> tuple[Any, int]:

@@ -15,6 +15,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from segval.datamodules.dataset import SegmentationDataset, pad_collate
+from segval.datamodules.sampler import ResumableDataLoader, ResumableSampler
 from segval.datamodules.transforms import Normalize, build_pipeline
 from segval.errors import ConfigError
 
@@ -261,22 +262,24 @@ class SegmentationDataModule(pl.LightningDataModule):
     def _loader(self, dataset: SegmentationDataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
         if len(dataset) == 0:
             raise ConfigError(f"the {'training' if shuffle else 'evaluation'} split is empty")
-        sampler = None
-        if not shuffle and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            # evaluation under DDP: every image on exactly one rank (Lightning's DistributedSampler would
-            # repeat images to even out the ranks, and they would count twice in the confusion matrix)
-            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(
-            dataset,
+        common = dict(
             batch_size=batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
             drop_last=drop_last and len(dataset) >= batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             collate_fn=partial(pad_collate, ignore_index=255),
         )
+        if shuffle:
+            # training: an order that a resumed run continues exactly (position saved in the checkpoint),
+            # every sample augmented from its own seed (the same whatever the workers or the rank)
+            return ResumableDataLoader(dataset, sampler=ResumableSampler(dataset), **common)
+        sampler = None
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # evaluation under DDP: every image on exactly one rank (Lightning's DistributedSampler would
+            # repeat images to even out the ranks, and they would count twice in the confusion matrix)
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+        return DataLoader(dataset, sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader:
         assert self.data_train is not None, "setup('fit') first"

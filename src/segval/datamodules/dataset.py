@@ -60,14 +60,18 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """``key``: a position, or ``(position, augmentation seed)`` as
+        :class:`~segval.datamodules.sampler.ResumableSampler` yields them (the transform is then seeded
+        per sample, so augmentations follow the data order, not the worker or the process)."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
         rec = self.records[index]
         image = self.split.read_image(rec)  # (H, W, 3) uint8
         mask = self.split.semantic_target(rec, source=self.source)  # (H, W) uint8, 255 = ignore
         if self.task != "semantic":
-            return self._with_instances(rec, image, mask)
+            return self._with_instances(rec, image, mask, seed)
         if self.transform is not None:
-            self._seed_transform()
+            self._seed_transform(seed)
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]
         return {
@@ -91,10 +95,10 @@ class SegmentationDataset(Dataset):
         labels = np.array([self._index[c] for _, c in pairs], dtype=np.int64)
         return masks, labels
 
-    def _with_instances(self, rec: Any, image: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    def _with_instances(self, rec: Any, image: np.ndarray, mask: np.ndarray, seed: int | None) -> dict[str, Any]:
         masks, labels = self.instance_targets(rec)
         if self.transform is not None:
-            self._seed_transform()
+            self._seed_transform(seed)
             if len(masks):
                 out = self.transform(image=image, mask=mask, masks=masks)
                 masks = np.asarray(out["masks"]) == 1  # padding fills masks with 255: not the instance
@@ -127,8 +131,9 @@ class SegmentationDataset(Dataset):
             self.panoptic = PanopticSplit(self.split)
         return self.panoptic.target(self.split.image(int(image_id)))
 
-    def _seed_transform(self) -> None:
-        """Seed the albumentations pipeline once per process from torch's seed.
+    def _seed_transform(self, seed: int | None = None) -> None:
+        """Seed the albumentations pipeline: with ``seed`` when the sample carries one, else once per
+        process from torch's seed.
 
         albumentations 2.0 draws from its own generators, seeded from OS entropy when the
         pipeline is built: forked DataLoader workers would then share one stream (identical
@@ -137,9 +142,15 @@ class SegmentationDataset(Dataset):
         changes with every loader iterator), the main process from ``torch.initial_seed()``;
         the distributed rank is mixed in so ranks do not repeat each other's augmentations.
         """
+        if not hasattr(self.transform, "set_random_seed"):
+            return
+        if seed is not None:
+            self.transform.set_random_seed(seed)
+            self._seeded_for = None
+            return
         info = get_worker_info()
         key = (os.getpid(), None if info is None else info.id)
-        if self._seeded_for == key or not hasattr(self.transform, "set_random_seed"):
+        if self._seeded_for == key:
             return
         base = info.seed if info is not None else torch.initial_seed()
         dist = torch.distributed

@@ -40,6 +40,7 @@ from segval.dataset.semantic import paint_order, rasterize_semantic
 from segval.dataset.taxonomy import GROUPS, Taxonomy
 from segval.dataset.writer import InstanceMask, PackageWriter
 from segval.errors import ConfigError, DatasetError
+from segval.dataset.images import open_image
 from segval.io import atomic_dir
 
 FORMATS = ("coco", "label_maps", "panoptic")
@@ -359,7 +360,8 @@ def import_label_maps(
     has_void = False
     valid = set(tax.ids) | {255}
     for s, fn, lm, img in items:
-        a = np.asarray(Image.open(lm))
+        with open_image(lm, what="label map") as im:  # pixel limit checked before decoding
+            a = np.asarray(im)
         if a.ndim != 2 or a.dtype != np.uint8:
             raise DatasetError(f"a label map must be single-channel uint8, got {a.dtype}{list(a.shape)}", path=lm)
         bad = sorted(set(np.unique(a).tolist()) - valid)
@@ -379,7 +381,7 @@ def import_label_maps(
         it = progress(items) if progress else items
         for s, fn, lm, img_path in it:
             a = maps[lm]
-            with Image.open(img_path) as im:
+            with open_image(img_path) as im:
                 rgb = np.asarray(im.convert("RGB"))
             if rgb.shape[:2] != a.shape:
                 raise DatasetError(f"label map size {a.shape} != image size {rgb.shape[:2]} ({img_path})", path=lm)

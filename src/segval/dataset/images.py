@@ -126,6 +126,31 @@ def read_rgb(
     return arr
 
 
+def check_pixels(im: Image.Image, path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image",
+                 image_id: int | None = None) -> None:
+    """Refuse an opened (not yet decoded) image whose header size is over ``max_pixels``.
+
+    Raises:
+        DatasetError: width * height > max_pixels (the message says how to raise the limit).
+    """
+    w, h = im.size
+    if w * h > max_pixels:
+        raise DatasetError(f"{what} is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} (checked before "
+                           "decoding); raise max_pixels if it is genuine", path=path, image_id=image_id)
+
+
+def open_image(path: Path | str, *, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image") -> Image.Image:
+    """``Image.open`` with the pixel limit checked from the header (nothing decoded yet); close it after use."""
+    raise_pil_limit(max_pixels)
+    im = Image.open(path)
+    try:
+        check_pixels(im, path if not hasattr(path, "read") else what, max_pixels=max_pixels, what=what)
+    except DatasetError:
+        im.close()
+        raise
+    return im
+
+
 def read_label_map(
     path: Path,
     *,
@@ -133,6 +158,7 @@ def read_label_map(
     height: int,
     valid: np.ndarray,
     image_id: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """Read a label-map PNG of category ids and check it.
 
@@ -142,6 +168,8 @@ def read_label_map(
         height: H of the image.
         valid: bool[256], True for allowed pixel values (category ids and 255).
         image_id: named in errors.
+        max_pixels: limit on width * height, checked from the header before decoding (a label map
+            as large as a decompression bomb is refused even when its image record claims that size).
 
     Returns:
         uint8[H, W] of category ids (255 = ignore).
@@ -151,7 +179,7 @@ def read_label_map(
             values not allowed (the message lists them).
     """
     try:
-        with Image.open(path) as im:
+        with open_image(path, max_pixels=max_pixels, what="label map") as im:
             if im.mode not in ("L", "P"):
                 raise DatasetError(
                     f"label map must be a single-channel 8-bit PNG (mode L or P), got mode {im.mode}",

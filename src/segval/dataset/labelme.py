@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from segval.dataset.images import open_image
 from segval.dataset.taxonomy import BACKGROUND_NAMES, Category, Taxonomy, palette_color
 from segval.errors import DatasetError
 
@@ -119,7 +120,7 @@ def _decode_image(data: dict[str, Any], path: Path) -> np.ndarray:
     raw = data.get("imageData")
     try:
         if raw:
-            img = Image.open(io.BytesIO(base64.b64decode(raw)))
+            img = open_image(io.BytesIO(base64.b64decode(raw)), what="imageData")
         else:
             rel = data.get("imagePath")
             if not rel:
@@ -127,7 +128,7 @@ def _decode_image(data: dict[str, Any], path: Path) -> np.ndarray:
             img_path = (path.parent / str(rel).replace("\\", "/")).resolve()
             if not img_path.is_file():
                 raise DatasetError(f"imagePath {rel!r} not found (looked at {img_path})", path=path)
-            img = Image.open(img_path)
+            img = open_image(img_path)
         img.load()
     except DatasetError:
         raise
@@ -181,7 +182,7 @@ def shape_to_mask(shape: dict[str, Any], height: int, width: int, *, where: str)
         if not raw or not xy:
             raise DatasetError(f"{where}: a mask shape needs 'mask' (base64 PNG) and a top-left point")
         try:
-            m = np.asarray(Image.open(io.BytesIO(base64.b64decode(raw))).convert("L")) > 0
+            m = np.asarray(open_image(io.BytesIO(base64.b64decode(raw)), what="mask").convert("L")) > 0
         except Exception as err:
             raise DatasetError(f"{where}: cannot decode 'mask' ({type(err).__name__}: {err})") from None
         out = np.zeros((height, width), dtype=bool)

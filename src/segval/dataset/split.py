@@ -248,4 +248,4 @@ class SplitData:
                 values that are no category id nor 255 (listed).
         """
         return imio.read_label_map(self.label_map_path(rec), width=rec.width, height=rec.height,
-                                   valid=self._valid_value, image_id=rec.id)
+                                   valid=self._valid_value, image_id=rec.id, max_pixels=self.max_pixels)

@@ -4,6 +4,7 @@ ranks, and read back. The columns and their definitions are in :mod:`segval.metr
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import heapq
 import math
@@ -13,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from segval.io import atomic_path
+from segval.io import atomic_path, temp_prefix, user_write_errors
 
 __all__ = ["BASE_COLUMNS", "PerImageCsvWriter", "merge_parts", "per_image_columns", "read_per_image_csv"]
 
@@ -68,7 +69,7 @@ class PerImageCsvWriter:
         self.columns = per_image_columns(self.metric_names)
         self.rows_written = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(self.path.name), suffix=".tmp", dir=self.path.parent)
         self._tmp = Path(tmp)
         self._file: TextIO | None = os.fdopen(fd, "w", encoding="utf-8", newline="")
         self._csv = csv.writer(self._file)
@@ -104,17 +105,23 @@ class PerImageCsvWriter:
     def close(self) -> Path:
         """Finish the file and rename it onto ``path`` (atomic); returns ``path``."""
         if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
-            os.replace(self._tmp, self.path)
+            try:
+                with user_write_errors(self.path):  # a full disk: OutputError naming the file, nothing renamed
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+                    self._file.close()
+                    self._file = None
+                    os.replace(self._tmp, self.path)
+            except BaseException:
+                self.abort()
+                raise
         return self.path
 
     def abort(self) -> None:
         """Drop the temporary file; ``path`` is left as it was."""
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None
         self._tmp.unlink(missing_ok=True)
 

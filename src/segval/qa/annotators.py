@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from segval.report.markdown_safe import md_escape
 from segval.errors import ConfigError, DatasetError
 
 UNKNOWN = "unknown"
@@ -212,14 +213,14 @@ def _pct(x: float | None) -> str:
 def format_annotators(block: Mapping[str, Any]) -> str:
     """The Markdown table of the qa.md ``Annotators`` section."""
     lines = ["## Annotators", "",
-             f"Annotator of an annotation: {block['source']}; flag rate = flagged annotations / annotations "
+             f"Annotator of an annotation: {md_escape(block['source'])}; flag rate = flagged annotations / annotations "
              "(annotation-level checks); agreement = mean pair mIoU in `segval agreement`; corrected / correction rate = "
              "the annotator's annotations of the previous version (`annotators.previous`) that this version changed, "
              "deprecated or removed, and their share of that version's annotations by the annotator.", "",
              "| annotator | annotations | flagged | flag rate | images | image flag rate | agreement | corrected | "
              "correction rate |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in block["rows"]:
-        lines.append(f"| {r['annotator']} | {r['annotations']} | {r['flagged_annotations']} | {_pct(r['flag_rate'])} | "
+        lines.append(f"| {md_escape(r['annotator'])} | {r['annotations']} | {r['flagged_annotations']} | {_pct(r['flag_rate'])} | "
                      f"{r['images']} | {_pct(r['image_flag_rate'])} | {_pct(r['agreement'])} | "
                      f"{'n/a' if r['corrected'] is None else r['corrected']} | {_pct(r['correction_rate'])} |")
     if block.get("flag_rate_spread"):

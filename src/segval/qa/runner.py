@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from segval.report.markdown_safe import md_code, md_escape
 from segval.errors import ConfigError, DatasetError
 from segval.io import shipped_defaults, write_json, write_text
 from segval.qa import checks as qc
@@ -405,7 +406,7 @@ def format_markdown(report: Mapping[str, Any], *, max_listed: int = 50) -> str:
     """qa.md: decision, per-split counts table, distribution, and the first flagged images."""
     d = report["dataset"]
     dec = report["decision"]
-    lines = [f"# QA report: {d['name']} {d['version']}", "",
+    lines = [f"# QA report: {md_escape(d['name'])} {md_escape(d['version'])}", "",
              f"**{dec['status'].upper()}**: worst severity {dec['worst_severity'] or 'none'}, "
              f"fail_on = {dec['fail_on']} (exit code {dec['exit_code']})", "",
              f"{report['counts']['flagged_images']} of {report['counts']['images']} images flagged; "
@@ -414,28 +415,28 @@ def format_markdown(report: Mapping[str, Any], *, max_listed: int = 50) -> str:
              "| split | images | flagged | " + " | ".join(IMAGE_CHECKS + SPLIT_CHECKS) + " |",
              "|---|---:|---:|" + "---:|" * len(IMAGE_CHECKS + SPLIT_CHECKS)]
     for s, sp in report["splits"].items():
-        lines.append(f"| {s} | {sp['images']} | {sp['flagged_images']} | "
+        lines.append(f"| {md_escape(s)} | {sp['images']} | {sp['flagged_images']} | "
                      + " | ".join(str(sp["counts"].get(c, 0)) for c in IMAGE_CHECKS + SPLIT_CHECKS) + " |")
     lines += ["", f"## Class distribution ({report['distribution_measure']}; reference: "
               f"{report['distribution_reference']})", ""]
     for s, sp in report["splits"].items():
-        lines += [f"### {s}", "", "| class | share | expected | diff |", "|---|---:|---:|---:|"]
+        lines += [f"### {md_escape(s)}", "", "| class | share | expected | diff |", "|---|---:|---:|---:|"]
         for name, r in sp["distribution"].items():
             exp = "" if r["expected"] is None else f"{r['expected']:.1%}"
             diff = "" if r["diff"] is None else f"{r['diff']:+.1%}"
-            lines.append(f"| {name} | {r['share']:.1%} | {exp} | {diff} |")
+            lines.append(f"| {md_escape(name)} | {r['share']:.1%} | {exp} | {diff} |")
         for f in sp["findings"]:
-            lines.append(f"- **{f['severity']}** {f['check']}: {f['message']}")
+            lines.append(f"- **{f['severity']}** {f['check']}: {md_escape(f['message'])}")
         lines.append("")
     cc = report.get("class_counts")
     if cc:
         from segval.qa.targets import format_count_targets
 
-        lines += [f"## Instances per class vs target (splits {', '.join(cc['splits'])})", "", cc["definition"] + ".", "",
+        lines += [f"## Instances per class vs target (splits {md_escape(', '.join(cc['splits']))})", "", cc["definition"] + ".", "",
                   format_count_targets(cc["rows"]), ""]
         below = [r["name"] for r in cc["rows"] if not r["met"]]
         sev = cc["findings"][0]["severity"] if cc["findings"] else None
-        lines += [f"{len(below)} of {len(cc['rows'])} classes below their target" + (f" ({sev}): {', '.join(below)}"
+        lines += [f"{len(below)} of {len(cc['rows'])} classes below their target" + (f" ({sev}): {md_escape(', '.join(below))}"
                                                                                  if below else "") + ".", ""]
     if report.get("annotators"):
         from segval.qa.annotators import format_annotators
@@ -446,8 +447,8 @@ def format_markdown(report: Mapping[str, Any], *, max_listed: int = 50) -> str:
     if not imgs:
         lines.append("None.")
     for item in imgs[:max_listed]:
-        lines.append(f"- `{item['split']}/{item['file_name']}` (image {item['image_id']}): "
-                     + "; ".join(f"**{f['severity']}** {f['check']}: {f['message']}" for f in item["flags"]))
+        lines.append(f"- {md_code(item['split'] + '/' + item['file_name'])} (image {item['image_id']}): "
+                     + "; ".join(f"**{f['severity']}** {f['check']}: {md_escape(f['message'])}" for f in item["flags"]))
     if len(imgs) > max_listed:
         lines.append(f"- ... {len(imgs) - max_listed} more in qa.json")
     return "\n".join(lines) + "\n"

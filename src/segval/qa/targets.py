@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from segval.report.markdown_safe import md_escape
 from segval.errors import ConfigError
 
 BASE_INSTANCES = 500
@@ -160,6 +161,6 @@ def format_count_targets(rows: Sequence[Mapping[str, Any]]) -> str:
     """The qa.md table of :func:`count_targets`."""
     lines = ["| class | group | transparent | instances | target | short by |", "|---|---|---|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['group']} | {'yes' if r['transparent'] else ''} | {r['instances']} | "
+        lines.append(f"| {md_escape(r['name'])} | {md_escape(r['group'])} | {'yes' if r['transparent'] else ''} | {r['instances']} | "
                      f"{r['target']} | {r['short_by'] or ''} |")
     return "\n".join(lines)

@@ -169,15 +169,16 @@ def _read_coco(p: Path, split: Any, taxonomy: Any) -> dict[int, list[ReturnedIns
     if zipfile.is_zipfile(p):
         import json
 
-        with zipfile.ZipFile(p) as z:
-            names = [n for n in z.namelist() if n.startswith("annotations/") and n.endswith(".json")]
-            if len(names) != 1:
-                raise DatasetError(f"the zip holds {len(names)} annotations/*.json files and no annotations.xml; "
-                                   "expected a 'COCO 1.0' or 'CVAT for images 1.1' export", path=p)
-            try:
-                coco = json.loads(z.read(names[0]).decode("utf-8"))
-            except (ValueError, zipfile.BadZipFile) as err:
-                raise DatasetError(f"{names[0]} in the zip is not valid JSON ({err})", path=p) from None
+        from segval.dataset.archive import checked_members, read_member
+
+        names = [n for n in checked_members(p) if n.startswith("annotations/") and n.endswith(".json")]  # no zip-slip
+        if len(names) != 1:
+            raise DatasetError(f"the zip holds {len(names)} annotations/*.json files and no annotations.xml; "
+                               "expected a 'COCO 1.0' or 'CVAT for images 1.1' export", path=p)
+        try:
+            coco = json.loads(read_member(p, names[0]).decode("utf-8"))
+        except (ValueError, zipfile.BadZipFile) as err:
+            raise DatasetError(f"{names[0]} in the zip is not valid JSON ({err})", path=p) from None
     else:
         coco = load_json(p)
     if not isinstance(coco, Mapping) or not isinstance(coco.get("images"), list) \

@@ -5,9 +5,10 @@ The cache holds one safetensors file per (model id, image id)::
     <cache_dir>/<model_id>/<image_id>.safetensors     # tensors e0, e1, e2 = [C_l, h_l, w_l] feature maps
 
 with the image's file name, width and height in the file's metadata (a mismatch, e.g. another
-dataset under the same cache, is a miss, never a wrong hit). Files are written atomically, so an
-interrupted run leaves only complete entries: running again computes only what is missing
-(resumable). ``segval relabel embed`` fills the cache for the queued images (or a whole split);
+dataset under the same cache, is a miss, never a wrong hit) and a sha256 of the tensors (an entry
+damaged on disk, e.g. truncated by a full disk, is detected, removed and computed again). Files are
+written atomically, so an interrupted run or a concurrent writer leaves only complete entries: running
+again computes only what is missing (resumable). ``segval relabel embed`` fills the cache for the queued images (or a whole split);
 proposals read it and compute (and store) only what is not there.
 
 The predict loop is plain Lightning: a ``Dataset`` of the images still missing, batched by a
@@ -18,6 +19,7 @@ present: ``accelerator=auto``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,38 +53,61 @@ class EmbeddingCache:
     def _meta(rec: Any) -> dict[str, str]:
         return {"file_name": str(rec.file_name), "width": str(rec.width), "height": str(rec.height)}
 
-    def has(self, rec: Any) -> bool:
-        """True when a complete entry for this image (same file name and size) is stored."""
+    @staticmethod
+    def _checksum(tensors: dict[str, torch.Tensor]) -> str:
+        """sha256 over the tensors' names, shapes and bytes (in name order)."""
+        h = hashlib.sha256()
+        for name in sorted(tensors):
+            t = tensors[name].contiguous()
+            h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
+
+    def _read(self, rec: Any) -> dict[str, torch.Tensor] | None:
+        """The stored tensors of ``rec``, or None: no entry, another image, or a damaged entry (truncated by
+        a full disk, changed on disk: its checksum does not match), which is removed to be recomputed."""
         from safetensors import safe_open
 
         p = self.path(rec.id)
         if not p.is_file():
-            return False
+            return None
         try:
             with safe_open(str(p), framework="pt") as f:
-                return (f.metadata() or {}) == self._meta(rec)
-        except Exception:  # a damaged file is a miss (it is rewritten)
-            return False
+                meta = dict(f.metadata() or {})
+                if {k: meta.get(k) for k in self._meta(rec)} != self._meta(rec):
+                    return None  # another image under this id (another dataset): a miss, never a wrong hit
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception:
+            tensors, meta = None, {}
+        if tensors is None or meta.get("sha256") != self._checksum(tensors):
+            p.unlink(missing_ok=True)  # damaged: recomputed and stored again
+            return None
+        return tensors
+
+    def has(self, rec: Any) -> bool:
+        """True when a complete, intact entry for this image (same file name and size) is stored."""
+        return self._read(rec) is not None
 
     def load(self, rec: Any) -> list[torch.Tensor] | None:
         """``[e0, e1, e2]`` each ``[1, C, h, w]``, or None on a miss."""
-        from safetensors.torch import load_file
-
-        if not self.has(rec):
+        t = self._read(rec)
+        if t is None:
             self.misses += 1
             return None
-        t = load_file(str(self.path(rec.id)))
         self.hits += 1
         return [t[f"e{i}"][None] for i in range(len(t))]
 
     def save(self, rec: Any, embeddings: Sequence[torch.Tensor]) -> Path:
-        """Store one image's embeddings (each ``[C, h, w]`` or ``[1, C, h, w]``) atomically."""
+        """Store one image's embeddings (each ``[C, h, w]`` or ``[1, C, h, w]``) atomically, with a checksum.
+
+        Two processes storing the same image at once each write a complete file; the last rename wins.
+        """
         from safetensors.torch import save_file
 
         tensors = {f"e{i}": (e[0] if e.dim() == 4 else e).contiguous().float().cpu() for i, e in enumerate(embeddings)}
         target = self.path(rec.id)
         with atomic_path(target, suffix=".safetensors") as tmp:
-            save_file(tensors, str(tmp), metadata=self._meta(rec))
+            save_file(tensors, str(tmp), metadata={**self._meta(rec), "sha256": self._checksum(tensors)})
         return target
 
 

@@ -250,7 +250,7 @@ def _scored(plan: Mapping[str, Any], agreement: dict[str, Any], confusion: np.nd
 
 def format_pilot(doc: Mapping[str, Any]) -> str:
     """pilot.md: the plan (what to hand out and how to score it) or the scored result."""
-    from segval.report.analyze import md_escape
+    from segval.report.markdown_safe import md_escape
 
     ds = doc["dataset"]
     pct = lambda x: "n/a" if x is None else f"{100 * x:.1f} %"  # noqa: E731

@@ -279,9 +279,9 @@ def label_confusions(cands: Sequence[Any], names: Mapping[int, str], *, min_anno
 
 
 def write_queue(queue: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``queue.json`` and ``queue.csv`` (same items, flat) into ``out_dir`` atomically."""
+    """Write ``queue.csv`` then ``queue.json`` (same items, flat) into ``out_dir``, each atomically: queue.json is
+    written last (readers open it), so a kill never leaves a queue.json without its table."""
     out = Path(out_dir)
-    jpath = write_json(out / "queue.json", queue)
     cpath = out / "queue.csv"
     with atomic_path(cpath) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         w = csv.writer(f)
@@ -297,6 +297,7 @@ def write_queue(queue: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[P
                         it["reason"], f"{it['score']:.6f}", f"{it['expected_gain']:.3f}",
                         "" if prop.get("score") is None else f"{prop['score']:.4f}", prop.get("file") or "",
                         json.dumps(it["evidence"], sort_keys=True)])
+    jpath = write_json(out / "queue.json", queue)
     return jpath, cpath
 
 

@@ -9,8 +9,8 @@ release wrote one), Baseline results (when a baseline run is published with the 
 under ``rare_share`` of the pixels, classes absent from a split, and the domain gap measured by
 ``segval domain-gap`` when given) and Version history (CHANGELOG.md).
 
-Class, split and dataset names are data, not Markdown: they are escaped (:func:`segval.report.analyze.md_escape`,
-or a code span that they cannot close, :func:`~segval.report.analyze.md_code`), so a class named
+Class, split and dataset names are data, not Markdown: they are escaped (:func:`segval.report.markdown_safe.md_escape`,
+or a code span that they cannot close, :func:`~segval.report.markdown_safe.md_code`), so a class named
 ``<script>…`` or ``](javascript:…)`` shows as written where the Hub renders the card.
 """
 
@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 
 from segval.release.loaders import TORCH_DATASET
+from segval.report.markdown_safe import md_code, md_escape, md_prose
 from segval.dataset.package import DatasetPackage
-from segval.report.analyze import md_code, md_escape
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
@@ -80,7 +80,7 @@ def _front_matter(pkg: DatasetPackage, n_images: int, tags: list[str]) -> str:
 
 def limitations(pkg: DatasetPackage, summary: Mapping[str, Any], *, rare_share: float = 0.01) -> list[str]:
     """The card's Known limitations: dataset.yaml ``limitations:`` then the automatic ones."""
-    out = [str(x) for x in (pkg.metadata.get("limitations") or [])]
+    out = [md_prose(x) for x in (pkg.metadata.get("limitations") or [])]
     splits = summary["splits"]
     total = sum(s["pixels"] for s in splits.values())
     for c in summary["classes"]:
@@ -94,8 +94,7 @@ def limitations(pkg: DatasetPackage, summary: Mapping[str, Any], *, rare_share: 
                        f"per-class scores on it are noisy.")
         absent = [s for s, d in splits.items() if d["instances"][name] == 0 and d["pixel_share"][name] == 0]
         if absent:
-            out.append(f"Class {md_code(name)} is absent from split(s) {', '.join(absent)}: it cannot be evaluated "
-                       "there.")
+            out.append(f"Class {md_code(name)} is absent from split(s) {md_escape(', '.join(absent))}: it cannot be evaluated there.")
     return out
 
 
@@ -116,8 +115,7 @@ def baseline_section(baseline: Mapping[str, Any]) -> list[str]:
     lines.append(f"| **mean** | **{_pct(s.get('mIoU'))}** | **{_pct(s.get('mAcc'))}** |")
     lines += ["", f"aAcc {_pct(s.get('aAcc'))} %, fwIoU {_pct(s.get('fwIoU'))} %."]
     if baseline.get("weak_classes"):
-        weak = ", ".join(map(md_escape, baseline["weak_classes"]))
-        lines.append(f"Weak classes (see `baseline/findings.md`): {weak}.")
+        lines.append(f"Weak classes (see `baseline/findings.md`): {', '.join(map(md_escape, baseline['weak_classes']))}.")
     return lines + [""]
 
 
@@ -151,14 +149,14 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
     tags = ["robotics", "segmentation", "coco", "segval", *[f"{g}-objects" for g in groups if g != "stuff"]]
     total = sum(d["pixels"] for d in splits.values())
     first = pkg.splits[0]
-    lines = [_front_matter(pkg, n_images, tags), f"# {md_escape(pkg.name)} {md_escape(pkg.version)}", "",
-             "## Dataset summary", ""]
-    lines.append(pkg.description.strip() or f"{md_escape(pkg.name)} is a segmentation dataset for robotics.")
+    name = md_escape(pkg.name)
+    lines = [_front_matter(pkg, n_images, tags), f"# {name} {md_escape(pkg.version)}", "", "## Dataset summary", ""]
+    lines.append(md_prose(pkg.description.strip()) or f"{name} is a segmentation dataset for robotics.")
     lines += ["", f"{n_images} images and {n_ann} instance annotations in {len(splits)} split(s) "
               f"({', '.join(splits)}), {pkg.taxonomy.num_classes} classes. A segval dataset package: "
               "`dataset.yaml` (taxonomy, version), `annotations/<split>.json` (COCO, RLE masks), "
               "`images/<split>/`" + (", `label_maps/<split>/`" if any(pkg.split(s).has_label_maps for s in pkg.splits)
-                                     else "") + f". License: {pkg.license or 'not stated'}.", ""]
+                                     else "") + f". License: {md_escape(pkg.license or 'not stated')}.", ""]
     lines += ["## Classes", "", "| id | name | group | thing/stuff | colour | pixel share | instances |",
               "|---:|---|---|---|---|---:|---:|"]
     for c in pkg.taxonomy:
@@ -166,8 +164,7 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
         inst = sum(d["instances"][c.name] for d in splits.values())
         colour = "#{:02x}{:02x}{:02x}".format(*c.color)
         bg = " (background)" if c.id == pkg.taxonomy.background_id and c.name != "background" else ""
-        lines.append(f"| {c.id} | {md_escape(c.name)}{bg} | {md_escape(c.group)} | "
-                     f"{'thing' if c.isthing else 'stuff'} | `{colour}` | "
+        lines.append(f"| {c.id} | {md_escape(c.name)}{bg} | {md_escape(c.group)} | {'thing' if c.isthing else 'stuff'} | `{colour}` | "
                      f"{100 * px / total if total else 0:.2f}% | {inst} |")
     lines += ["", "Pixel shares are fractions of all pixels of all splits (semantic targets built from the COCO "
               "masks); the rest is ignore (255).", ""]
@@ -189,7 +186,7 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
     lines += ["## Annotation guideline", ""]
     guideline = pkg.metadata.get("guideline")
     if guideline:
-        lines.append(str(guideline).strip())
+        lines.append(md_prose(str(guideline).strip()))
     else:
         lines.append("No annotation guideline was given (add `guideline:` to dataset.yaml). Class definitions: "
                      "see the Classes table; masks follow the COCO conventions (RLE, `iscrowd` for groups).")
@@ -199,7 +196,7 @@ def render_card(pkg: DatasetPackage, summary: Mapping[str, Any], *, changelog: s
         lim += domain_gap_limitations(domain_gap)
     lines += [f"- {x}" for x in lim] or ["- none recorded"]
     lines += ["", "## Version history", ""]
-    history = changelog.strip()
+    history = md_prose(changelog.strip())
     if history.startswith("# Changelog"):
         history = history[len("# Changelog"):].strip()
     lines.append(history.replace("\n## ", "\n### ").replace("## ", "### ", 1) if history.startswith("## ")

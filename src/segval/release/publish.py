@@ -108,12 +108,19 @@ def publish(version_dir: str | os.PathLike, repo_id: str, *, token: str | None =
                            "to publish, or run with publish.dry_run=true to list the files. Nothing was uploaded.")
     token = resolve_token(token)
     if not token:
-        raise PublishError("no Hugging Face token: run `huggingface-cli login`, set HF_TOKEN, or pass "
-                           "publish.token=...; a token with write access is needed. Nothing was uploaded.")
+        raise PublishError("no Hugging Face token: run `huggingface-cli login` or set HF_TOKEN (never on the command "
+                           "line); a token with write access is needed. Nothing was uploaded.")
     if api is None:
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
+    try:
+        return _upload(plan, repo_id, api, token, private)
+    except PublishError as err:  # the token never reaches a message, a log or publish.json
+        raise PublishError(str(err).replace(token, "***")) from None
+
+
+def _upload(plan: dict[str, Any], repo_id: str, api: Any, token: str, private: bool) -> dict[str, Any]:
     try:
         user = api.whoami(token=token)
     except Exception as err:

@@ -16,7 +16,9 @@ Rules of a release (:func:`release`):
       deprecated: {images: [3, 7], annotations: [12]}          # ids of every split
       deprecated: {train: {images: [3]}, val: {annotations: [5]}}  # or per split
 
-* the version folder is written atomically, then every file and folder in it is made read-only.
+* the version folder is written atomically, then every file and folder in it is made read-only; one release
+  at a time writes into a releases folder (`<releases>/.segval.lock`, a second one is refused), and the next
+  release finishes what a killed one left undone (read-only bits, the top CHANGELOG entry).
 
 Optional parts of a release (checked before anything is written):
 
@@ -264,7 +266,7 @@ def check_ids_kept(prev: DatasetPackage, new: DatasetPackage) -> None:
 
 def changelog_entry(version: str, notes: str, diff: Mapping[str, Any] | None, *, day: str | None = None) -> str:
     """One CHANGELOG.md section (newest sections go first); class names Markdown-escaped (the card shows it)."""
-    from segval.report.analyze import md_escape
+    from segval.report.markdown_safe import md_escape
 
     lines = [f"## {version} ({day or date.today().isoformat()})", ""]
     if notes:
@@ -351,7 +353,58 @@ def release(source: str | os.PathLike, releases: str | os.PathLike, *, bump: str
             being deprecated; ``source`` is not a valid package; a baseline run or domain gap of
             another taxonomy.
         ConfigError: a bad bump / version, or a version older than the latest release.
+        LockedError: another release is writing into ``releases`` now (``<releases>/.segval.lock``).
     """
+    from segval.io import folder_lock
+
+    with folder_lock(releases, "segval dataset release"):
+        finish_interrupted_releases(Path(releases))
+        return _release(source, releases, bump=bump, version=version, notes=notes, day=day, progress=progress,
+                        baseline=baseline, domain_gap=domain_gap, loaders=loaders)
+
+
+def finish_interrupted_releases(rel_root: Path) -> list[str]:
+    """Finish what a killed ``release`` left undone after its version folder was in place: make every
+    release read-only and put its CHANGELOG entry into ``<releases>/CHANGELOG.md``. Returns the versions
+    repaired."""
+    from segval.io import write_text
+
+    repaired = []
+    top_log = rel_root / "CHANGELOG.md"
+    top = top_log.read_text(encoding="utf-8") if top_log.is_file() else ""
+    for v in list_releases(rel_root):
+        folder = rel_root / v
+        changed = False
+        if folder.stat().st_mode & stat.S_IWUSR:
+            make_read_only(folder)
+            changed = True
+        if f"\n## {v} (" not in "\n" + top:
+            entry = first_changelog_entry(folder / "CHANGELOG.md", v)
+            if entry:
+                top = prepend_entry(top, entry)
+                write_text(top_log, top).chmod(0o644)
+                changed = True
+        if changed:
+            repaired.append(v)
+    return repaired
+
+
+def first_changelog_entry(path: Path, version: str) -> str | None:
+    """The ``## <version> (...)`` section of a CHANGELOG.md, or None."""
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    head = f"## {version} ("
+    start = text.find(head)
+    if start < 0:
+        return None
+    end = text.find("\n## ", start + len(head))
+    return text[start:] if end < 0 else text[start:end + 1]
+
+
+def _release(source: str | os.PathLike, releases: str | os.PathLike, *, bump: str | None, version: str | None,
+             notes: str, day: str | None, progress: Callable[[Iterable], Iterable] | None,
+             baseline: str | os.PathLike | None, domain_gap: str | os.PathLike | None, loaders: bool) -> dict[str, Any]:
     from segval.release.baseline import BASELINE_DIR, collect_baseline, write_baseline
     from segval.release.loaders import write_loaders
     from segval.release.card import write_card

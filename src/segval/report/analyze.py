@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segval.report.markdown_safe import md_escape
 from segval.report.mosaic import select_worst_images
 from segval.report.plots import PLOT_TITLES
 from segval.io import optional_float
 from segval.io import atomic_dir
 
-__all__ = ["ReportInputs", "md_code", "md_escape", "render_html", "render_markdown", "report_content", "write_report"]
+__all__ = ["ReportInputs", "render_html", "render_markdown", "report_content", "write_report"]
 
 MOSAIC_STEM = "worst_images"
 #: the most rows of the worst-images table and causes / images listed per weak class
@@ -69,32 +70,6 @@ def _pct(x: Any, *, absent: bool = False) -> str:
     if v is None:
         return "absent" if absent else "–"
     return f"{100 * v:.2f}"
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&~$])")
-
-
-def md_escape(text: Any) -> str:
-    """Escape Markdown (and inline HTML) syntax so a name such as ``<b>&x`` shows as written.
-
-    >>> md_escape("<b>&x|y")
-    '\\\\<b\\\\>\\\\&x\\\\|y'
-    """
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
-
-
-def md_code(text: Any) -> str:
-    """``text`` as a Markdown code span (shown verbatim, HTML and links inert), fenced by one more backtick than
-    its longest backtick run so no name can close the span early (CommonMark).
-
-    >>> md_code("disc"), md_code("a`b")
-    ('`disc`', '``a`b``')
-    """
-    s = " ".join(str(text).split())
-    runs = [len(r) for r in re.findall(r"`+", s)]
-    fence = "`" * (max(runs, default=0) + 1)
-    pad = " " if s.startswith("`") or s.endswith("`") else ""
-    return f"{fence}{pad}{s}{pad}{fence}"
 
 
 def _esc(text: Any) -> str:

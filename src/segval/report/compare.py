@@ -14,7 +14,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from segval.report.plots import _png, mpl_text
-from segval.report.analyze import _CSS, _esc, _html_table, _img, _md_table, md_escape
+from segval.report.analyze import _CSS, _esc, _html_table, _img, _md_table
+from segval.report.markdown_safe import md_escape
 from segval.io import atomic_path, write_json, write_text
 
 __all__ = ["compare_plots", "render_compare_html", "render_compare_markdown", "write_compare"]

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from segval.io import atomic_dir, write_json, write_text
-from segval.report.analyze import md_escape
+from segval.report.markdown_safe import md_escape
 from segval.report.mosaic import fit, outline
 
 __all__ = ["Crop", "draw_crop", "render_html", "render_markdown", "swatch", "write_guideline"]

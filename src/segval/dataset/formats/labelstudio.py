@@ -276,7 +276,7 @@ def parse_task(item: Any, k: int, f: Findings, source: object = None) -> Task | 
         minimal = False
     else:
         data, results, url, extra_names, minimal = item, _min_results(item), _image_url(item), [], True
-    if url is None and not extra_names:
+    if url is None and not extra_names and data.get("image_id") is None:  # segval's tasks also name the image id
         f.problem(f"{where}: no image URL in the task data (expected data.image)", path=source)
         return None
     task = Task(tid, where, data, url, (image_candidates(url) if url else []) + extra_names, minimal=minimal)
