@@ -24,6 +24,9 @@ Goals: recall >= 0.90, AUROC >= cleanlab's, the right pair named, gain >= 5 mIoU
 
     pip install 'segval[bench]'          # cleanlab, benchmark-only
     python benchmarks/finding_power.py outputs/demo/<run>  [--json out.json]
+
+``--still`` / ``--video``: `segval relabel find` over injection rates and seeds on a render, stills or videos
+(benchmarks/finding_sweep.py has the details).
 """
 
 from __future__ import annotations
@@ -153,11 +156,27 @@ def _cleanlab_scores(ckpt: str, split, mean, std) -> dict[int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("run", type=Path, help="a `segval demo run` directory (holds demo.json, errors.json, ...)")
+    ap.add_argument("run", type=Path, nargs="?", help="a `segval demo run` directory (holds demo.json, errors.json, ...)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--still", action="store_true", help="sweep `segval relabel find` on stills (benchmarks/finding_sweep.py)")
+    mode.add_argument("--video", action="store_true", help="the same sweep, videos kept")
+    ap.add_argument("--render", type=Path, default=Path("data/demo"), help="sweep: the clean render to inject into")
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.15, 0.3], help="sweep: injection rates")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sweep: injection seeds")
+    ap.add_argument("--work", type=Path, default=Path("outputs/finding_power"), help="sweep: where the cases go")
+    ap.add_argument("--train", nargs="*", default=None, help="sweep: `segval train` overrides of find's training")
+    ap.add_argument("--swap-pairs", default=None, help="sweep: a:b,c:d (default: the render's)")
+    ap.add_argument("--gain", action="store_true", help="sweep: mIoU gain after the oracle relabels the queue")
     ap.add_argument("--k-factor", type=float, default=2.0, help="K = k_factor x number of corrupted images")
     ap.add_argument("--no-cleanlab", action="store_true", help="skip cleanlab (not installed)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
+    if args.still or args.video:
+        from finding_sweep import sweep
+
+        return sweep(args)
+    if args.run is None:
+        ap.error("give a `segval demo run` directory, or --still / --video for the sweep")
 
     from segval.dataset.package import DatasetPackage
     from segval.demo.inject import load_manifest

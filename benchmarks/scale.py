@@ -223,7 +223,7 @@ def main() -> None:
 def report(results: dict[int, dict[str, dict]], sizes: list[int]) -> None:
     small, big = sizes[0], sizes[-1]
     names = list(results[big])
-    print(f"\n| command | " + " | ".join(f"{n} images: s / MB" for n in sizes) + " | time growth per image |")
+    print("\n| command | " + " | ".join(f"{n} images: s / MB" for n in sizes) + " | time growth per image |")
     print("|---|" + "---:|" * len(sizes) + "---:|")
     growth = {}
     for name in names:

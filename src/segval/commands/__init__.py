@@ -79,6 +79,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(("dataset", "guideline"), "the annotation guideline from the data: class table, examples, rules, pairs "
                                       "to clarify (guideline.md + self-contained .html)"),
     Command(("relabel", "queue"), "ranked relabel queue (queue.json/csv) from findings + model-free evidence"),
+    Command(("relabel", "find"), "from a dataset to a relabel queue: trains the baseline (or K cross-fit models), "
+                                 "ranks every image by still-image + video evidence"),
     Command(("relabel", "embed"), "SAM 2 image embeddings into the cache (Lightning predict, resumable)"),
     Command(("relabel", "propose"), "SAM 2 proposals for a queue (proposals.json)"),
     Command(("relabel", "export"), "queue -> Label Studio tasks + config / CVAT COCO 1.0 package"),

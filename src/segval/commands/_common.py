@@ -194,6 +194,33 @@ def output_dir(cfg: DictConfig) -> Path:
         raise ConfigError("no output directory: set output_dir=<folder> when calling outside a Hydra run") from err
 
 
+def data_overrides(cfg: DictConfig) -> list[str]:
+    """The ``data`` choice and ``data.*`` overrides of this run, handed to the commands it runs
+    (validate's stages, relabel find's trainings),
+    with ``data.root`` pinned to the package resolved now (so every stage reads the same version)."""
+    out: list[str] = []
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        choice = hc.runtime.choices.get("data")
+        if choice:
+            out.append(f"data={choice}")
+        out += [o for o in hc.overrides.task if o.startswith(("data.", "+data.", "++data.")) and
+                not o.lstrip("+").startswith("data.root=")]
+    except ValueError:  # not inside a Hydra app (a library call): the config's data block as it is
+        out.append("data=package")
+    root = cfg.data.get("root")
+    if root is not None:
+        out.append(f"data.root={quote(str(Path(root).resolve()))}")
+    return out
+
+
+def quote(value: str) -> str:
+    """A Hydra override value in single quotes (paths with spaces, commas or brackets)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 # ---------------------------------------------------------------------------------------- train / eval
 log = logging.getLogger("segval")
 
@@ -256,3 +283,46 @@ def resolve_ckpt_path(ckpt_path: str | None, out_dir: Path) -> str | None:
         return str(last)
     log.info("ckpt_path=auto: no %s, starting fresh", last)
     return None
+
+
+def train_in_subprocess(run_dir: Path, overrides: list[str], *, what: str) -> Path:
+    """``segval train <overrides>`` into ``run_dir`` in its own process (Lightning's bar shows, DDP works) and the
+    checkpoint it ends with; resumable: a finished run (``metrics.json`` and a checkpoint) is not trained again,
+    an interrupted one resumes from its ``last.ckpt``.
+
+    Raises:
+        SegvalError: the training failed (its exit code and where its log is).
+    """
+    import json
+    import subprocess
+
+    done = _finished_checkpoint(run_dir)
+    if done is not None:
+        print(f"{what}: done before ({run_dir}), not trained again", flush=True)
+        return done
+    resume = ["ckpt_path=auto"] if (run_dir / "checkpoints" / "last.ckpt").is_file() else []
+    cmd = [sys.executable, "-m", "segval.commands.train", *overrides, *resume, f"hydra.run.dir={run_dir}"]
+    print(f"{what}: segval train {' '.join(overrides + resume)}" + (" (resumed)" if resume else ""), flush=True)
+    code = subprocess.run(cmd, check=False).returncode
+    done = _finished_checkpoint(run_dir)
+    if code != 0 or done is None:
+        raise SegvalError(f"{what}: segval train exited with {code} (run directory {run_dir}); fix what it printed, "
+                          "then run the same command again: finished runs are kept")
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    miou = (metrics.get("summary") or {}).get("mIoU")
+    print(f"{what}: val mIoU {'n/a' if miou is None else f'{100 * miou:.1f}'} -> {done}", flush=True)
+    return done
+
+
+def _finished_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint of a finished train run (its metrics.json names it, else its newest best / last), or None."""
+    import json
+
+    metrics = run_dir / "metrics.json"
+    if not metrics.is_file():
+        return None
+    named = json.loads(metrics.read_text(encoding="utf-8")).get("checkpoint")
+    if named and Path(named).is_file():
+        return Path(named)
+    ckpts = sorted((run_dir / "checkpoints").glob("best-*.ckpt")) or sorted((run_dir / "checkpoints").glob("last.ckpt"))
+    return ckpts[-1] if ckpts else None

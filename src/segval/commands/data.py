@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from segval.commands._common import build_datamodule, dispatch, segval_app
-from segval.errors import SegvalError
+from segval.errors import ConfigError, SegvalError
 from segval.io import write_json
 
 
@@ -29,9 +29,19 @@ def run_render(cfg: DictConfig) -> Path | None:
         print(f"demo data already at {root} (render.overwrite=true to render it again)")
         return None
     start = time.perf_counter()
-    out = render_dataset(root, videos=OmegaConf.to_container(r.videos), frames_per_video=r.frames_per_video,
-                         width=r.width, height=r.height, seed=r.seed, name=r.name, version=str(r.version),
-                         overwrite=r.overwrite)
+    variant = str(r.get("variant") or "standard")
+    if variant == "standard":
+        out = render_dataset(root, videos=OmegaConf.to_container(r.videos), frames_per_video=r.frames_per_video,
+                             width=r.width, height=r.height, seed=r.seed, name=r.name, version=str(r.version),
+                             overwrite=r.overwrite)
+    else:
+        from segval.demo.scene_variants import VARIANTS, render_variant
+
+        if variant not in VARIANTS:
+            raise ConfigError(f"render.variant must be one of {list(VARIANTS)}, got {variant!r}")
+        out = render_variant(root, variant=variant, videos=OmegaConf.to_container(r.videos),
+                             frames_per_video=r.frames_per_video, width=r.width, height=r.height, seed=r.seed,
+                             version=str(r.version), overwrite=r.overwrite)
     frames = sum(r.videos.values()) * r.frames_per_video
     print(f"rendered {frames} frames in {time.perf_counter() - start:.1f} s -> {out}")
     return out

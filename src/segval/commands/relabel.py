@@ -22,7 +22,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from segval.commands._common import dispatch, open_package, output_dir, segval_app
+from segval.commands._common import data_overrides, dispatch, open_package, output_dir, quote, segval_app, \
+    train_in_subprocess
 from segval.errors import ConfigError, SegvalError
 
 log = logging.getLogger("segval")
@@ -92,6 +93,7 @@ def run_queue(cfg: DictConfig) -> dict:
     from segval.relabel.evidence import TemporalConfig
     from segval.relabel.queue import build_queue, load_model_evidence, write_queue
     from segval.relabel.scoring import RankingConfig
+    from segval.relabel.still import StillConfig
 
     rl = cfg.relabel
     pkg = open_package(cfg)
@@ -112,17 +114,22 @@ def run_queue(cfg: DictConfig) -> dict:
         have = load_model_evidence(cfg.get("run_dir"), findings=cfg.get("findings"))
         covers = have["per_image"] is not None and have["per_image_split"] in (None, split)
         ckpt = cfg.get("ckpt_path") or (None if covers else _find_checkpoint(cfg.get("run_dir")))
-        if ckpt and not covers or cfg.get("ckpt_path"):
+        stills_only = all(r.video_id is None for r in pkg.split(split).images)
+        in_process = stills_only and str((_plain(rl.get("still")) or {}).get("enabled", "auto")).lower() != "false"
+        if (ckpt and not covers or cfg.get("ckpt_path")) and not in_process:  # stills: scored below, in-process
             per_image = str(_evaluate_split(str(ckpt), pkg, split, out))
     sam_cfg = _sam2_cfg(cfg)
     backend = _backend(sam_cfg) if sam_cfg else None
     pool = int(rl.get("rerank_pool", 1) or 1)
     use_pool = backend is not None and not backend.random_init and pool > 1
     warnings: list[str] = []
+    still_cfg = StillConfig.from_mapping(_plain(rl.get("still")))
+    ckpt = cfg.get("ckpt_path") or _find_checkpoint(cfg.get("run_dir"))
+    still = _still_evidence(pkg, split, still_cfg, [_scoring(str(ckpt), pkg, split)] if ckpt else [], prog)
     q = build_queue(pkg, split=split, budget=budget * pool if use_pool else budget, run_dir=cfg.get("run_dir"),
                     findings=cfg.get("findings"), per_image=per_image, ranking=ranking, temporal=temporal,
                     geometry=bool(rl.get("geometry", True)), max_items_per_image=int(rl.max_items_per_image),
-                    progress=prog, warn=warnings.append)
+                    progress=prog, warn=warnings.append, still=still, still_cfg=still_cfg)
     if backend is not None:
         _proposals_and_video(cfg, q, pkg, backend, out, budget, ranking, prog)
     jpath, cpath = write_queue(q, out)
@@ -153,6 +160,17 @@ def _print_queue(q: dict, jpath: Path, cpath: Path, limit: int = 10) -> None:
           f"{len(q['items'])} items (budget {q['budget']} images; inputs: per_image rows "
           f"{q['inputs']['per_image_rows_used']}, weak classes {q['inputs']['weak_classes'] or 'none'}, "
           f"{q['inputs']['videos']} videos)")
+    se = q["inputs"].get("still_evidence")
+    if se:
+        sources = sorted({m["source"] for m in se["models"]}) or ["none (no model: give run_dir= or ckpt_path=)"]
+        print(f"still-image evidence on {se['images']} images: {', '.join(sorted(se['fused']))}; model evidence: "
+              + ", ".join(sources)
+              + (" (the model trained on these images: it has memorised some of their errors)"
+                 if "in-sample" in sources else ""))
+    me = q.get("model_evidence")
+    if me:
+        print(f"models: {me['kind']}" + (f", {me['k']} folds (manifest {me['folds_file']})" if me.get("k") else "")
+              + f"; runs {', '.join(me['runs'] if 'runs' in me else [f['run'] for f in me['folds']])}")
     if not q["items"]:
         print("nothing queued: no image has evidence against its labels (no video to compare frames, no geometry "
               "finding; give run_dir= or ckpt_path= to add the model's per-image evidence)")
@@ -169,10 +187,136 @@ def _print_queue(q: dict, jpath: Path, cpath: Path, limit: int = 10) -> None:
               f"joined the queue" + (" (none: RANDOM-INIT model)" if vp["random_init"] else "") + f" -> {vp['file']}")
     for e in q.get("label_confusions") or []:
         a, b = e["pair"]
+        why = ("look-alike annotations in other images carry the other class" if e.get("source") else
+               "the same object has the other class in neighbouring frames")
         print(f"label confusion: {a} <-> {b} in {e['annotations']} annotations ({a}->{b} "
-              f"{e['directions'][f'{a}->{b}']}, {b}->{a} {e['directions'][f'{b}->{a}']}): the same object has the other "
-              "class in neighbouring frames; clarify the guideline between them")
+              f"{e['directions'][f'{a}->{b}']}, {b}->{a} {e['directions'][f'{b}->{a}']}): {why}; clarify the "
+              "guideline between them")
     print(f"queue: {jpath}\ntable: {cpath}")
+
+
+# ---------------------------------------------------------------------- still-image evidence
+def _scoring(ckpt: str, pkg: Any, split: str, source: str | None = None, images: Any = None) -> Any:
+    """A :class:`~segval.relabel.still.ModelScoring` of ``ckpt`` with the normalisation its run trained with and
+    what its evidence is for the queued images (in-sample when it trained on this version's ``split``)."""
+    from segval.relabel.still import ModelScoring
+
+    run_cfg = _run_config(ckpt)
+    data = (run_cfg or {}).get("data") or {}
+    kw = {k: list(data[k]) for k in ("mean", "std") if data.get(k)}
+    if source is None:
+        ds = (run_cfg or {}).get("dataset") or {}
+        trained = data.get("train_split") or "train"
+        same = ds.get("name") == pkg.name and str(ds.get("version")) == str(pkg.version)
+        source = ("in-sample" if trained == split else "out-of-sample") if same else \
+            f"a model of {ds.get('name') or 'another dataset'} {ds.get('version') or ''}".strip()
+    return ModelScoring(str(ckpt), images, source, **kw)
+
+
+def _run_config(ckpt: str) -> dict | None:
+    """The composed config of the run a checkpoint belongs to (``<run>/.hydra/config.yaml``), or None."""
+    import yaml
+
+    for parent in Path(ckpt).resolve().parents[:3]:
+        f = parent / ".hydra" / "config.yaml"
+        if f.is_file():
+            return yaml.safe_load(f.read_text(encoding="utf-8"))
+    return None
+
+
+def _still_evidence(pkg: Any, split: str, cfg: Any, models: list, prog: Any, *, every_image: bool = False,
+                    dynamics: Path | None = None) -> Any:
+    """The still-image evidence of the queued split: for its images without a video (``relabel.still.enabled=auto``;
+    every image with ``true`` or ``every_image``), or None (``false``, or no such image)."""
+    from segval.relabel.still import gather_still_evidence
+
+    sd = pkg.split(split)
+    if cfg.enabled == "false":
+        return None
+    recs = list(sd.images) if (cfg.enabled == "true" or every_image) else [r for r in sd.images if r.video_id is None]
+    if not recs:
+        return None
+    return gather_still_evidence(sd, background_id=pkg.taxonomy.background_id, cfg=cfg, images=recs, models=models,
+                                 dynamics=dynamics, progress=prog)
+
+
+# ---------------------------------------------------------------------- find
+def run_find(cfg: DictConfig) -> dict:
+    """From a dataset to a relabel queue with no run needed: train the baseline once (in-sample; with
+    ``find.folds=K``, K cross-fitting models, each image scored by the one that never saw it), gather the
+    still-image (and, in videos, temporal) evidence and write queue.json / queue.csv."""
+    from segval.relabel.evidence import TemporalConfig
+    from segval.relabel.queue import build_queue, write_queue
+    from segval.relabel.scoring import RankingConfig
+    from segval.relabel.still import StillConfig
+
+    rl, fc = cfg.relabel, cfg.find
+    pkg = open_package(cfg, plain_coco=False)
+    split = str(cfg.split)
+    sd = pkg.split(split)
+    out = output_dir(cfg)
+    prog = _progress(bool(rl.get("progress", True)))
+    ranking = RankingConfig.from_mapping(_plain(rl.ranking))
+    temporal = TemporalConfig(**{"shape_scale_px": ranking.shape_scale_px, **(_plain(rl.get("temporal")) or {})})
+    still_cfg = StillConfig.from_mapping(_plain(rl.get("still")))
+    train = [*data_overrides(cfg), f"data.train_split={split}", *(str(o) for o in (fc.train or []))]
+    k = int(fc.folds or 0)
+    if k <= 1:
+        models, manifest, dyn = _in_sample(pkg, split, out, train, fc)
+    else:
+        models, manifest = _cross_fit(pkg, sd, split, out, train, k, int(fc.seed))
+        dyn = None
+    still = _still_evidence(pkg, split, still_cfg, models, prog, every_image=True, dynamics=dyn)
+    warnings: list[str] = []
+    q = build_queue(pkg, split=split, budget=int(rl.budget), ranking=ranking, temporal=temporal,
+                    geometry=bool(rl.get("geometry", True)), max_items_per_image=int(rl.max_items_per_image),
+                    progress=prog, warn=warnings.append, still=still, still_cfg=still_cfg)
+    q["model_evidence"] = manifest
+    jpath, cpath = write_queue(q, out)
+    for w in warnings:
+        print(f"warning: {w}")
+    _print_queue(q, jpath, cpath)
+    return q
+
+
+def _in_sample(pkg: Any, split: str, out: Path, train: list[str], fc: Any) -> tuple[list, dict, Path | None]:
+    """One training on the queued split; its model scores every image (in-sample)."""
+    run = out / "train"
+    extra = []
+    if fc.get("dynamics"):
+        extra = ["+callbacks.training_dynamics._target_=segval.callbacks.training_dynamics.TrainingDynamicsCallback",
+                 f"+callbacks.training_dynamics.dirpath={quote(str(run))}",
+                 f"+callbacks.training_dynamics.every_n_steps={int(fc.dynamics_every)}"]
+    ckpt = train_in_subprocess(run, [*train, *extra], what="find: baseline (in-sample)")
+    manifest = {"kind": "in-sample", "folds": 0, "runs": [str(run)],
+                "note": "one training on the queued images: a weak baseline memorises some label errors; "
+                        "find.folds=K cross-fits K models instead"}
+    return [_scoring(str(ckpt), pkg, split, source="in-sample")], manifest, run if fc.get("dynamics") else None
+
+
+def _cross_fit(pkg: Any, sd: Any, split: str, out: Path, train: list[str], k: int, seed: int) -> tuple[list, dict]:
+    """K trainings, each without one fold (grouped by video, stratified by class); each fold's images are
+    scored by the model that never saw them. The manifest is written before the first training."""
+    from segval.io import write_json
+    from segval.relabel.folds import assign_folds, check_folds, fold_manifest
+
+    names = {c.id: c.name for c in pkg.taxonomy.categories}
+    bg = pkg.taxonomy.background_id
+    classes_of = {r.id: {int(a["category_id"]) for a in sd.annotations_for(r.id) if a["category_id"] != bg}
+                  for r in sd.images}
+    folds = assign_folds(sd.images, classes_of, k, seed=seed)
+    check_folds(folds, classes_of, k, names)
+    runs = [str(out / f"fold{f}") for f in range(k)]
+    manifest = {"kind": "cross-fit", **fold_manifest(folds, k, seed=seed, runs=runs)}
+    write_json(out / "folds.json", manifest)
+    models = []
+    for f in range(k):
+        held = [i for i, ff in folds.items() if ff == f]
+        excluded = write_json(out / f"fold{f}" / "held_out.json", sorted(held))
+        ckpt = train_in_subprocess(Path(runs[f]), [*train, f"data.exclude_train_ids={quote(str(excluded))}"],
+                                   what=f"find: fold {f + 1}/{k} ({len(held)} images held out)")
+        models.append(_scoring(str(ckpt), pkg, split, source=f"out-of-sample (fold {f})", images=frozenset(held)))
+    return models, {**manifest, "folds_file": "folds.json"}
 
 
 # ---------------------------------------------------------------------- embed / propose
@@ -341,11 +485,12 @@ def run_import(cfg: DictConfig) -> dict:
 
 
 main_queue = segval_app("relabel_queue")(run_queue)
+main_find = segval_app("relabel_find")(run_find)
 main_embed = segval_app("relabel_embed")(run_embed)
 main_propose = segval_app("relabel_propose")(run_propose)
 main_export = segval_app("relabel_export")(run_export)
 main_import = segval_app("relabel_import")(run_import)
 
 if __name__ == "__main__":
-    dispatch("segval.commands.relabel", {"queue": main_queue, "embed": main_embed, "propose": main_propose,
+    dispatch("segval.commands.relabel", {"queue": main_queue, "find": main_find, "embed": main_embed, "propose": main_propose,
                                          "export": main_export, "import": main_import})

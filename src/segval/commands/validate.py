@@ -38,7 +38,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from segval.commands import Command, command_named
-from segval.commands._common import find_user_error, open_package, segval_app
+from segval.commands._common import data_overrides, find_user_error, open_package, quote, segval_app
 from segval.errors import ConfigError, SegvalError
 from segval.io import write_json
 
@@ -141,31 +141,6 @@ def _set_present(cfg: DictConfig, values: Mapping[str, Any]) -> list[str]:
     return done
 
 
-def data_overrides(cfg: DictConfig) -> list[str]:
-    """The ``data`` choice and ``data.*`` overrides of this validate run, handed to every data stage,
-    with ``data.root`` pinned to the package resolved now (so every stage reads the same version)."""
-    out: list[str] = []
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        hc = HydraConfig.get()
-        choice = hc.runtime.choices.get("data")
-        if choice:
-            out.append(f"data={choice}")
-        out += [o for o in hc.overrides.task if o.startswith(("data.", "+data.", "++data.")) and
-                not o.lstrip("+").startswith("data.root=")]
-    except ValueError:  # not inside a Hydra app (a library call): the config's data block as it is
-        out.append("data=package")
-    root = cfg.data.get("root")
-    if root is not None:
-        out.append(f"data.root={_quote(str(Path(root).resolve()))}")
-    return out
-
-
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 # ---------------------------------------------------------------------------------------- the steps
 class Validation:
     """One validate run: its output dir, the dataset, the steps done and skipped."""
@@ -203,7 +178,7 @@ class Validation:
              set_after: Mapping[str, Any] | None = None, upstream: Sequence[str] = ()) -> dict[str, Any]:
         """Compose, then skip (marker with the same hash) or run one step; returns its marker."""
         fn = stage_function(stage)
-        base = [f"paths.root_dir={_quote(str(self.cfg.paths.root_dir))}", f"paths.output_dir={_quote(str(step_dir))}"]
+        base = [f"paths.root_dir={quote(str(self.cfg.paths.root_dir))}", f"paths.output_dir={quote(str(step_dir))}"]
         probe = compose_stage(stage, base)
         data = self.data if (stage.needs_data and "data" in probe) else []
         extra = list(self.cfg.validate.overrides.get(stage.name) or [])
@@ -411,7 +386,7 @@ def _run_stages(v: Validation, out: Path, name: str, version: str) -> None:
             v.step("qa", stage, out / "qa", [])
         elif stage_name == "train":
             for s, d in zip(seeds, train_dirs):
-                v.step(f"train/seed{s}", stage, d, [f"seed={s}", f"wandb_group={_quote(group)}"])
+                v.step(f"train/seed{s}", stage, d, [f"seed={s}", f"wandb_group={quote(group)}"])
         elif stage_name == "analyze":
             _need(first_run, "analyze", "train")
             v.step("analyze", stage, out / "analyze", [], set_after={"run_dir": str(first_run)},

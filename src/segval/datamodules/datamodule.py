@@ -48,6 +48,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         crop_size: (H, W) of training crops (used by the transform configs).
         mean, std: normalisation of 0..1 RGB.
         train_transforms, val_transforms: albumentations steps (config entries or objects).
+        exclude_train_ids: image ids of the train split left out of training: a list, or a JSON file holding one
+            (cross-fitting: ``segval relabel find find.folds=K`` trains each fold's model without its images).
         task: ``"semantic"`` (batches as above), ``"instance"`` or ``"panoptic"``: batches also carry
             ``"targets"`` (per image ``{"masks": bool[N, H, W], "labels": long[N]}``) and ``"size"``
             from the same loader; the semantic ``"mask"`` is always there, so semantic metrics and the
@@ -78,6 +80,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         train_transforms: Sequence[Any] | None = None,
         val_transforms: Sequence[Any] | None = None,
         task: str = "semantic",
+        exclude_train_ids: str | Path | Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         from segval.dataset.taxonomy import TASKS
@@ -118,6 +121,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.train_transform = build_pipeline(train_transforms)
         self.val_transform = build_pipeline(val_transforms)
         self.package: Any = None
+        self.exclude_train_ids = _read_ids(exclude_train_ids)
         self._holdout: dict[str, list[int]] | None = None
         self._validated = False
         #: the split validation runs on when set (segval eval / analyze); else val_split
@@ -248,6 +252,11 @@ class SegmentationDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.data_train is None:
             split, idx = self._split_and_indices("train" if self.plain_coco else self.train_split)
+            if self.exclude_train_ids:
+                idx = [p for p in (range(len(split.images)) if idx is None else idx)
+                       if split.images[p].id not in self.exclude_train_ids]
+                if not idx:
+                    raise ConfigError(f"data.exclude_train_ids leaves no image of split {split.name!r} to train on")
             self.data_train = self._make_dataset(split, self.train_transform, idx)
         if stage in (None, "fit", "validate") and self.data_val is None:
             name = self.eval_split or ("val" if self.plain_coco else self.val_split)
@@ -314,3 +323,21 @@ def holdout_split(images: Sequence[Any], val_fraction: float) -> dict[str, list[
         log.warning("only one image/video in the export: validating on the training images")
         out["val"] = list(out["train"])
     return out
+
+
+def _read_ids(ids: str | Path | Sequence[int] | None) -> frozenset[int]:
+    """Image ids from a list, or from a JSON file holding a list (ConfigError naming the file otherwise)."""
+    if ids is None:
+        return frozenset()
+    if isinstance(ids, (str, Path)):
+        import json
+
+        path = Path(ids)
+        try:
+            ids = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"data.exclude_train_ids={path}: cannot read a JSON list of image ids ({err})") from None
+    try:
+        return frozenset(int(i) for i in ids)
+    except (TypeError, ValueError):
+        raise ConfigError(f"data.exclude_train_ids must be image ids (or a JSON file of them), got {ids!r}") from None

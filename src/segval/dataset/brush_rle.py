@@ -1,8 +1,7 @@
 """Label Studio's brush RLE (``"format": "rle"`` of a ``brushlabels`` result), written here.
 
-(The codec of ``segval.relabel.brush_rle``, which moves here: ``segval.dataset`` may not import
-``segval.relabel``; the relabel copy is to be removed when the layout change is merged. Same API and
-results; this copy reads the bit stream through a '0'/'1' string, about 10x faster to decode.)
+(It lives in ``segval.dataset`` so that the readers of Label Studio exports and the relabel loop share it; the
+decoder reads the bit stream through a '0'/'1' string, about 10x faster than bit by bit.)
 
 Label Studio stores a brush mask as the bytes of `@thi.ng/rle-pack
 <https://github.com/thi-ng/umbrella/tree/develop/packages/rle-pack>`_ applied to the flattened

@@ -26,7 +26,9 @@ from typing import Any
 from segval.errors import ConfigError, DatasetError
 from segval.io import atomic_path, write_json
 from segval.relabel.evidence import TemporalConfig, geometry_candidates, merge_candidates, temporal_candidates
+from segval.relabel.fusion import fuse_still
 from segval.relabel.scoring import RankingConfig, image_model_evidence, rank_candidates
+from segval.relabel.still import StillConfig, StillEvidence
 
 __all__ = ["QUEUE_CSV_COLUMNS", "SCHEMA_VERSION", "build_queue", "load_model_evidence", "read_queue", "write_queue"]
 
@@ -158,6 +160,48 @@ def _queue_items(picked: Sequence[tuple[int, float, Sequence[Any]]], sd: Any, im
     return items
 
 
+def _pick_with_still(picked: list, video_scores: Mapping[int, float], ranking: Any, sd: Any, *, budget: int,
+                     video_of: Mapping[int, int | None], video_weight: float, max_items: int,
+                     name: Callable[[int | None], str]) -> list[tuple[int, float, list[Any]]]:
+    """The ``budget`` images by the combined score, each with its video items then its still items."""
+    from segval.relabel.still_items import combined_image_scores, still_candidates
+
+    ids = [r.id for r in sd.images]
+    score = combined_image_scores(video_scores, ranking.scores, ids, video_of, video_weight=video_weight)
+    video_items = {i: cs for i, _, cs in picked}
+    out = []
+    for i in sorted(ids, key=lambda i: (-score[i], i))[:budget]:
+        items = list(video_items.get(i, [])) if video_of.get(i) is not None else []
+        if i in ranking.scores:
+            items += still_candidates(ranking, i, sd.annotations_for(i), name=name, video_id=video_of.get(i),
+                                      max_items=max_items)
+        if not items:
+            items = list(video_items.get(i, []))
+        out.append((i, score[i], items[:max_items]))
+    return out
+
+
+def _still_confusions(still: StillEvidence | None, names: Mapping[int, str], *, min_share: float = 0.5,
+                      min_annotations: int = 2) -> list[dict[str, Any]]:
+    """The class pairs look-alike annotations confuse, for stills (no neighbouring frames to compare): an
+    annotation whose look-alikes in other images mostly carry another class counts for {its label, theirs}."""
+    if still is None:
+        return []
+    rows = still.rows.get("appearance_model") or still.rows.get("appearance_colour") or []
+    pairs: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        if r.suggested is None or r.value < min_share or r.category_id is None:
+            continue
+        label, to = names.get(r.category_id, str(r.category_id)), names.get(r.suggested, str(r.suggested))
+        a, b = sorted((label, to))
+        entry = pairs.setdefault((a, b), {"pair": [a, b], "annotations": 0, "directions": {f"{a}->{b}": 0, f"{b}->{a}": 0},
+                                          "images": set(), "source": "look-alike annotations"})
+        entry["annotations"] += 1
+        entry["directions"][f"{label}->{to}"] += 1
+        entry["images"].add(int(r.image_id))
+    out = [{**e, "images": sorted(e["images"])} for e in pairs.values() if e["annotations"] >= min_annotations]
+    return sorted(out, key=lambda e: (-e["annotations"], e["pair"]))
+
 def build_queue(
     package: Any,
     *,
@@ -172,6 +216,8 @@ def build_queue(
     max_items_per_image: int = 5,
     progress: Callable[[Iterable, str], Iterable] | None = None,
     warn: Callable[[str], None] | None = None,
+    still: StillEvidence | None = None,
+    still_cfg: StillConfig | None = None,
 ) -> dict[str, Any]:
     """Rank the images of ``split`` of ``package`` for relabelling (see the module doc).
 
@@ -188,6 +234,10 @@ def build_queue(
         max_items_per_image: items listed per image.
         progress: ``progress(iterable, description)`` wrapper (e.g. tqdm).
         warn: called with a sentence when some evidence cannot be used.
+        still: the still-image evidence of the split (:func:`segval.relabel.still.gather_still_evidence`);
+            images without a video are ranked by it, images of a video by the larger of their video evidence
+            and ``still_cfg.video_weight`` x it.
+        still_cfg: how the still kinds are fused (default: conf/relabel_queue.yaml's ``relabel.still``).
 
     Returns:
         the queue.json document (items ranked, ``rank`` from 1).
@@ -219,10 +269,24 @@ def build_queue(
                                      progress=lambda it: prog(it, "geometry"))
     cands = merge_candidates(cands)
     video_of = {r.id: r.video_id for r in sd.images}
-    picked, _ = rank_candidates(cands, image_ev, rcfg, budget=budget, video_of=video_of,
-                                max_items_per_image=max_items_per_image)
+    n_all = len(sd.images) if still is not None else budget
+    picked, video_scores = rank_candidates(cands, image_ev, rcfg, budget=n_all, video_of=video_of,
+                                           max_items_per_image=max_items_per_image)
+    still_ranking = None
+    if still is not None and still.rows:
+        scfg = still_cfg or StillConfig()
+        lq = still.label_quality
+        if lq is None and used_rows:  # the run's per_image.csv scores the images: its label quality is fused
+            lq = {i: ev["label_quality_raw"] for i, ev in image_ev.items()}
+        still_ids = sorted({r.image_id for rs in still.rows.values() for r in rs} | set(still.model_source))
+        still_ranking = fuse_still(still.rows, still_ids, weights=scfg.weights, raw=scfg.raw, label_quality=lq)
+        picked = _pick_with_still(picked, video_scores, still_ranking, sd, budget=budget, video_of=video_of,
+                                  video_weight=scfg.video_weight, max_items=max_items_per_image, name=name_of)
 
     items = _queue_items(picked, sd, image_ev, names)
+    if still_ranking is not None:
+        for it in items:
+            it["evidence"].setdefault("model_evidence", still.model_source.get(it["image_id"], "none"))
     inputs = {
         "run_dir": str(run_dir) if run_dir else None,
         "findings": model["findings_path"], "per_image": model["per_image_path"],
@@ -230,11 +294,14 @@ def build_queue(
         "weak_classes": weak, "confusion_pairs": [list(p) for p in pairs],
         "videos": len({r.video_id for r in sd.images if r.video_id is not None}),
         "candidates": len(cands),
+        "still_evidence": None if still is None else {
+            "kinds": sorted(still.rows), "images": len(still_ranking.scores) if still_ranking else 0,
+            "models": still.models, "fused": dict(still_ranking.kinds) if still_ranking else {}},
     }
     return {
         "schema_version": SCHEMA_VERSION,
         "dataset": {"name": pkg.name, "version": pkg.version, "root": str(pkg.root)},
-        "label_confusions": label_confusions(cands, names),
+        "label_confusions": label_confusions(cands, names) or _still_confusions(still, names),
         "split": split,
         "budget": budget,
         "ranking": {

@@ -1,0 +1,188 @@
+"""Still-image evidence of a split: every kind that needs no video, gathered in one place for the queue.
+
+Kinds (each a list of :class:`~segval.relabel.annotations.AnnotationScore` rows; README, "Finding label errors"):
+
+* model-free, from the package alone: ``edge_gain`` and ``edge_off_edge`` (:mod:`segval.relabel.edge_alignment`:
+  outlines that leave the image's edges: dilated, eroded, shifted, simplified masks) and ``appearance_colour``
+  (:mod:`segval.relabel.appearance`: look-alike annotations of other images carry another class: swaps and
+  wrong regions);
+* from a model that scores the images (:mod:`segval.relabel.model_evidence`): ``model_missing`` (background the
+  model gives to an object: drops), ``appearance_model`` (look-alikes in the model's feature space),
+  ``model_selfconf`` / ``model_disagree`` and the image's label quality; with cross-fitting every image is
+  scored by the model of the fold that held it out, and look-alikes are searched among the images of the
+  same model (features of different models are not comparable);
+* from training dynamics (optional, :mod:`segval.relabel.dynamics`): ``dyn_region``, ``dyn_region_aum``,
+  ``dyn_boundary``, ``dyn_missing``.
+
+Which kinds are fused, and with what weight, is ``relabel.still`` of ``conf/relabel_queue.yaml``; every item of
+the queue says which model evidence it rests on (``model_evidence``: ``in-sample``, ``out-of-sample (fold k)``
+or ``none``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segval.errors import ConfigError
+from segval.io import shipped_defaults
+from segval.relabel.annotations import AnnotationScore
+
+__all__ = ["ModelScoring", "StillConfig", "StillEvidence", "gather_still_evidence"]
+
+#: the defaults of StillConfig: conf/relabel_queue.yaml's relabel.still
+_STILL = shipped_defaults("relabel_queue", "relabel.still")
+
+
+@dataclass(frozen=True)
+class StillConfig:
+    """Which still-image kinds are fused and how (the defaults are conf/relabel_queue.yaml's ``relabel.still``).
+
+    Attributes:
+        enabled: ``auto`` (for images without a video, and for every image when a model scores the split),
+            ``true`` or ``false``.
+        weights: per kind, a factor on its evidence (0 leaves it out).
+        raw: kinds ranked by their raw values (shares on one scale for every class), not class-normalised.
+        video_weight: in a split with videos, an image scores ``max(video evidence, video_weight x still
+            evidence)`` (both as -log tail p-values over the images).
+        appearance_k: look-alike annotations compared per annotation.
+        min_missing_px: smallest region a model's missing-object evidence considers.
+    """
+
+    enabled: str = str(_STILL["enabled"])
+    weights: Mapping[str, float] = field(default_factory=lambda: dict(_STILL["weights"]))
+    raw: tuple[str, ...] = tuple(_STILL["raw"])
+    video_weight: float = _STILL["video_weight"]
+    appearance_k: int = _STILL["appearance_k"]
+    min_missing_px: int = _STILL["min_missing_px"]
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any] | None) -> StillConfig:
+        """Build and check; ConfigError names a bad key or value."""
+        m = dict(m or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(m) - known)
+        if unknown:
+            raise ConfigError(f"relabel.still: unknown key(s) {unknown}; known: {sorted(known)}")
+        weights = dict(cls().weights)
+        given = dict(m.pop("weights", None) or {})
+        bad = sorted(set(given) - set(weights))
+        if bad:
+            raise ConfigError(f"relabel.still.weights: unknown kind(s) {bad}; kinds: {sorted(weights)}")
+        weights.update({k: float(v) for k, v in given.items()})
+        if any(v < 0 for v in weights.values()):
+            raise ConfigError(f"relabel.still.weights must be >= 0, got {weights}")
+        enabled = str(m.pop("enabled", cls().enabled)).lower()
+        if enabled not in ("auto", "true", "false"):
+            raise ConfigError(f"relabel.still.enabled must be auto, true or false, got {enabled!r}")
+        if "raw" in m:
+            m["raw"] = tuple(m["raw"])
+        cfg = cls(enabled=enabled, weights=weights, **m)
+        if cfg.video_weight < 0 or cfg.appearance_k < 1 or cfg.min_missing_px < 1:
+            raise ConfigError("relabel.still: video_weight >= 0, appearance_k >= 1 and min_missing_px >= 1")
+        return cfg
+
+
+@dataclass(frozen=True)
+class ModelScoring:
+    """One model scoring some images of the split.
+
+    Attributes:
+        checkpoint: its checkpoint.
+        images: the image ids it scores (None: every image of the split).
+        source: what its evidence is for these images: ``in-sample`` (it trained on them) or ``out-of-sample
+            (fold k)``.
+        mean, std: the input normalisation it was trained with.
+    """
+
+    checkpoint: str
+    images: frozenset[int] | None
+    source: str
+    mean: Sequence[float] = (0.485, 0.456, 0.406)
+    std: Sequence[float] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class StillEvidence:
+    """The still-image evidence of a split.
+
+    Attributes:
+        rows: ``{kind: rows}``.
+        label_quality: ``{image_id: cleanlab softmin}`` of the scoring model(s), or None without a model.
+        model_source: ``{image_id: "in-sample" | "out-of-sample (fold k)"}`` (images without: none).
+        models: what scored the split: ``[{"checkpoint", "source", "images"}]``.
+    """
+
+    rows: dict[str, list[AnnotationScore]]
+    label_quality: dict[int, float] | None
+    model_source: dict[int, str]
+    models: list[dict[str, Any]]
+
+
+def gather_still_evidence(
+    split: Any,
+    *,
+    background_id: int | None,
+    cfg: StillConfig,
+    images: Sequence[Any] | None = None,
+    models: Sequence[ModelScoring] = (),
+    dynamics: str | Path | None = None,
+    progress: Callable[[Iterable, str], Iterable] = lambda it, desc: it,
+) -> StillEvidence:
+    """Every still-image kind with a weight > 0 for ``images`` (default: the split's) of ``split``."""
+    from segval.relabel.appearance import colour_features, knn_evidence
+    from segval.relabel.edge_alignment import edge_evidence
+
+    recs = list(split.images if images is None else images)
+    wanted = {k for k, w in cfg.weights.items() if w > 0}
+    rows: dict[str, list[AnnotationScore]] = {}
+    category_of = {(r.id, i.annotation_id): i.category_id for r in recs for i in split.instances(r)}
+    if wanted & {"edge_gain", "edge_off_edge"}:
+        edges = edge_evidence(split, background_id=background_id, images=recs,
+                              progress=lambda it: progress(it, "edges"))
+        rows["edge_gain"], rows["edge_off_edge"] = edges["gain"], edges["off_edge"]
+    if "appearance_colour" in wanted:
+        feats = colour_features(split, background_id=background_id, images=recs)
+        rows["appearance_colour"] = knn_evidence(feats, category_of, k=cfg.appearance_k)
+    label_quality: dict[int, float] | None = None
+    source: dict[int, str] = {}
+    for m in models:
+        mine = [r for r in recs if m.images is None or r.id in m.images]
+        got = _model_rows(split, m, mine, background_id, cfg, category_of, progress)
+        for kind, rs in got["rows"].items():
+            rows.setdefault(kind, []).extend(rs)
+        label_quality = {**(label_quality or {}), **got["label_quality"]}
+        source.update(dict.fromkeys((r.id for r in mine), m.source))
+    if dynamics is not None and any(k.startswith("dyn_") for k in wanted):
+        rows.update(_dynamics_rows(split, dynamics, background_id))
+    described = [{"checkpoint": str(m.checkpoint), "source": m.source,
+                  "images": len([r for r in recs if m.images is None or r.id in m.images])} for m in models]
+    return StillEvidence({k: v for k, v in rows.items() if k in wanted}, label_quality, source, described)
+
+
+def _model_rows(split: Any, m: ModelScoring, recs: Sequence[Any], background_id: int | None, cfg: StillConfig,
+                category_of: Mapping[tuple[int, int], int], progress: Callable) -> dict[str, Any]:
+    from segval.relabel.appearance import knn_evidence
+    from segval.relabel.model_evidence import model_evidence
+
+    me = model_evidence(split, m.checkpoint, mean=list(m.mean), std=list(m.std), background_id=background_id,
+                        images=recs, min_missing_px=cfg.min_missing_px,
+                        progress=lambda it: progress(it, f"model ({m.source})"))
+    rows = {"model_missing": me["missing"], "model_selfconf": me["selfconf"], "model_disagree": me["disagree"]}
+    if me["features"]:  # look-alikes among the images this model scored (features of models differ)
+        rows["appearance_model"] = knn_evidence(me["features"], category_of, k=cfg.appearance_k)
+    for rs in rows.values():
+        for r in rs:
+            r.info["model_evidence"] = m.source
+    return {"rows": rows, "label_quality": me["label_quality"]}
+
+
+def _dynamics_rows(split: Any, path: str | Path, background_id: int | None) -> dict[str, list[AnnotationScore]]:
+    from segval.metrics.training_dynamics import load_dynamics
+    from segval.relabel.dynamics import dynamics_evidence
+
+    dyn = load_dynamics(path)
+    out = dynamics_evidence(split, dyn, background_id=background_id, index_of=split.taxonomy.index_of)
+    return {f"dyn_{k}": v for k, v in out.items()}
