@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -272,3 +273,16 @@ def test_prepare_data_validates_once(shapes: Path, monkeypatch: pytest.MonkeyPat
     dm.prepare_data()
     dm.prepare_data()  # trainer.fit and the trainer.validate after it both call it
     assert calls == [["train", "val"]]
+
+
+def test_excluded_train_ids_are_not_trained_on(shapes: Path, tmp_path: Path) -> None:
+    ids = [r.id for r in make_dm(shapes).load().split("train").images]
+    held = tmp_path / "held_out.json"
+    held.write_text(json.dumps(ids[:3]))
+    dm = make_dm(shapes, exclude_train_ids=str(held))
+    dm.setup("fit")
+    assert sorted(r.id for r in dm.data_train.records) == sorted(ids[3:])
+    with pytest.raises(ConfigError, match="leaves no image"):
+        make_dm(shapes, exclude_train_ids=ids).setup("fit")
+    with pytest.raises(ConfigError, match="exclude_train_ids"):
+        make_dm(shapes, exclude_train_ids=str(tmp_path / "missing.json"))
