@@ -70,6 +70,20 @@ OBJECTS: tuple[ObjectSpec, ...] = (
     ObjectSpec("domino", "domino/domino.urdf", (2.0, 2.5), (1.0, 1.0, 1.0), (0.0, math.pi / 2)),
 )
 #: Scene parts: class name -> pybullet_data URDF (the floor plane is background, not annotated).
+
+@dataclass(frozen=True)
+class DropLayout:
+    """Where the objects of a scene go: how many; a uniform draw below ``p_tray`` puts one in the tray, below
+    ``p_near`` next to an earlier object (within ``near_radius`` m), else anywhere in ``area`` (x range, y range) of
+    the table; each instance is tinted ``tint`` of the way toward a random colour."""
+
+    objects_per_scene: tuple[int, int] = (6, 10)
+    p_tray: float = 0.35
+    p_near: float = 0.55
+    near_radius: tuple[float, float] = (0.03, 0.09)
+    area: tuple[tuple[float, float], tuple[float, float]] = ((-0.3, 0.45), (-0.38, 0.38))
+    tint: float = 0.4
+
 STUFF = {"table": "table/table.urdf", "tray": "tray/traybox.urdf", "robot_arm": "franka_panda/panda.urdf"}
 GRIPPER_NAME = "gripper"
 #: Every class name a scene can produce, in taxonomy order (background excluded).
@@ -258,31 +272,32 @@ class TabletopScene:
         self._plan(rng)
 
     def _drop_objects(self, rng: np.random.Generator, tray_xy, tray_yaw: float, tray_half: float,
-                      tray_floor: float) -> list[int]:
-        """Place 6-10 objects just above the surface under them: some in the tray, some next to or
-        on earlier ones (occlusion, stacking), the rest anywhere in the arm's reach."""
-        n = int(rng.integers(6, 11))
+                      tray_floor: float, objects: tuple[ObjectSpec, ...] = OBJECTS,
+                      layout: DropLayout = DropLayout()) -> list[int]:
+        """Place the objects just above the surface under them: some in the tray, some next to or on earlier ones
+        (occlusion, stacking), the rest anywhere in the arm's reach (``layout``)."""
+        n = int(rng.integers(layout.objects_per_scene[0], layout.objects_per_scene[1] + 1))
         # Mostly distinct classes per scene, so every class shows up often; repeats now and then.
-        kinds = np.concatenate([rng.permutation(len(OBJECTS)), rng.integers(len(OBJECTS), size=n)])[:n]
+        kinds = np.concatenate([rng.permutation(len(objects)), rng.integers(len(objects), size=n)])[:n]
         c, s = math.cos(tray_yaw), math.sin(tray_yaw)
         placed: list[tuple[float, float, float]] = []  # (x, y, top z)
         bodies = []
         for k in kinds.tolist():
-            spec = OBJECTS[k]
+            spec = objects[k]
             roll = spec.roll[int(rng.integers(len(spec.roll)))]
             orn = self.p.getQuaternionFromEuler((roll, 0.0, rng.uniform(-math.pi, math.pi)))
             scale = rng.uniform(*spec.scale)
             where, floor = rng.uniform(), TABLE_TOP_Z
-            if where < 0.35:  # in the tray
+            if where < layout.p_tray:  # in the tray
                 u, v = 0.8 * rng.uniform(-tray_half, tray_half, size=2)
                 x, y = tray_xy[0] + c * u - s * v, tray_xy[1] + s * u + c * v
                 floor += tray_floor
-            elif where < 0.55 and placed:  # next to (or onto) an earlier object
+            elif where < layout.p_near and placed:  # next to (or onto) an earlier object
                 ox, oy, _ = placed[int(rng.integers(len(placed)))]
-                ang, r = rng.uniform(0, 2 * math.pi), rng.uniform(0.03, 0.09)
+                ang, r = rng.uniform(0, 2 * math.pi), rng.uniform(*layout.near_radius)
                 x, y = ox + r * math.cos(ang), oy + r * math.sin(ang)
             else:
-                x, y = rng.uniform(-0.3, 0.45), rng.uniform(-0.38, 0.38)
+                x, y = rng.uniform(*layout.area[0]), rng.uniform(*layout.area[1])
             body = self._load(spec.urdf, (0, 0, 2.0), orn, scale=scale)
             lo, hi = self._call("getAABB", body)
             under = max([floor] + [tz for px, py, tz in placed if math.hypot(px - x, py - y) < 0.08])
@@ -290,7 +305,7 @@ class TabletopScene:
             shift = (x - 0.5 * (lo[0] + hi[0]), y - 0.5 * (lo[1] + hi[1]), under + 0.003 - lo[2])
             self._call("resetBasePositionAndOrientation", body, [a + d for a, d in zip(pos, shift)], orn)
             placed.append((x, y, under + hi[2] - lo[2]))
-            self._tint(body, rng, spec.rgb, 0.4)
+            self._tint(body, rng, spec.rgb, layout.tint)
             self.bodies[body] = spec.name
             bodies.append(body)
         return bodies

@@ -33,6 +33,7 @@ from segval.dataset.writer import InstanceMask, PackageWriter
 from segval.demo.scene import (
     OBJECTS,
     SETTLE_MAX_STEPS,
+    DropLayout,
     STUFF,
     TABLE_TOP_Z,
     Instance,
@@ -81,7 +82,7 @@ class SceneVariant:
     distance: tuple[float, float] = (0.55, 0.95)
     fov: tuple[float, float] = (45.0, 58.0)
     table_tint: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    objects_per_scene: tuple[int, int] = (6, 10)
+    layout: DropLayout = DropLayout()
     swap_pairs: tuple[tuple[str, str], ...] = (("lego", "cube"), ("ball", "soccer_ball"))
     colors: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
 
@@ -106,7 +107,9 @@ VARIANTS: dict[str, SceneVariant] = {
     "standard": SceneVariant("standard", OBJECTS),
     "heldout": SceneVariant(
         "heldout", HELDOUT_OBJECTS, arm="xarm6", azimuth=160.0, elevation=(35.0, 75.0), distance=(0.65, 1.1),
-        fov=(40.0, 50.0), table_tint=(0.75, 0.8, 0.9), objects_per_scene=(5, 9),
+        fov=(40.0, 50.0), table_tint=(0.75, 0.8, 0.9),
+        layout=DropLayout((5, 9), p_tray=0.3, p_near=0.5, near_radius=(0.04, 0.1),
+                          area=((-0.25, 0.45), (-0.4, 0.4)), tint=0.35),
         swap_pairs=(("blob_round", "blob_boxy"), ("blob_wedge", "blob_slab"))),
 }
 
@@ -169,7 +172,8 @@ class VariantScene(TabletopScene):
         self.arm = self._load(a.urdf, a.base, fixed=True)
         self._tint(self.arm, rng, a.tint, 0.15)
         self.bodies.update({table: "table", tray: "tray", self.arm: "robot_arm"})
-        objects = self._drop_variant_objects(rng, tray_xy, tray_yaw, 0.24 * tray_scale, 0.02 * tray_scale)
+        objects = self._drop_objects(rng, tray_xy, tray_yaw, 0.24 * tray_scale, 0.02 * tray_scale, v.objects,
+                                     v.layout)
         self._set_arm(a.rest, a.finger_range[1])
         for _ in range(SETTLE_MAX_STEPS // 60):
             for _ in range(60):
@@ -193,42 +197,6 @@ class VariantScene(TabletopScene):
         self._fov = rng.uniform(*v.fov)
         self._fingers = rng.uniform(*a.finger_range, size=2)
         self._set_arm(a.rest, self._fingers[0])
-
-    def _drop_variant_objects(self, rng, tray_xy, tray_yaw, tray_half, tray_floor) -> list[int]:
-        objs = self.variant.objects
-        lo_n, hi_n = self.variant.objects_per_scene
-        n = int(rng.integers(lo_n, hi_n + 1))
-        kinds = np.concatenate([rng.permutation(len(objs)), rng.integers(len(objs), size=n)])[:n]
-        c, s = math.cos(tray_yaw), math.sin(tray_yaw)
-        placed: list[tuple[float, float, float]] = []
-        bodies = []
-        for k in kinds.tolist():
-            spec = objs[k]
-            roll = spec.roll[int(rng.integers(len(spec.roll)))]
-            orn = self.p.getQuaternionFromEuler((roll, 0.0, rng.uniform(-math.pi, math.pi)))
-            scale = rng.uniform(*spec.scale)
-            where, floor = rng.uniform(), TABLE_TOP_Z
-            if where < 0.3:
-                u, v = 0.8 * rng.uniform(-tray_half, tray_half, size=2)
-                x, y = tray_xy[0] + c * u - s * v, tray_xy[1] + s * u + c * v
-                floor += tray_floor
-            elif where < 0.5 and placed:
-                ox, oy, _ = placed[int(rng.integers(len(placed)))]
-                ang, r = rng.uniform(0, 2 * math.pi), rng.uniform(0.04, 0.1)
-                x, y = ox + r * math.cos(ang), oy + r * math.sin(ang)
-            else:
-                x, y = rng.uniform(-0.25, 0.45), rng.uniform(-0.4, 0.4)
-            body = self._load(spec.urdf, (0, 0, 2.0), orn, scale=scale)
-            lo, hi = self._call("getAABB", body)
-            under = max([floor] + [tz for px, py, tz in placed if math.hypot(px - x, py - y) < 0.08])
-            pos = self._call("getBasePositionAndOrientation", body)[0]
-            shift = (x - 0.5 * (lo[0] + hi[0]), y - 0.5 * (lo[1] + hi[1]), under + 0.003 - lo[2])
-            self._call("resetBasePositionAndOrientation", body, [a + d for a, d in zip(pos, shift)], orn)
-            placed.append((x, y, under + hi[2] - lo[2]))
-            self._tint(body, rng, spec.rgb, 0.35)
-            self.bodies[body] = spec.name
-            bodies.append(body)
-        return bodies
 
     def frame(self, index: int) -> tuple[np.ndarray, list[Instance]]:
         a = self.arm_spec
