@@ -181,16 +181,23 @@ def _pick_with_still(picked: list, video_scores: Mapping[int, float], ranking: A
     return out
 
 
-def _still_confusions(still: StillEvidence | None, names: Mapping[int, str], *, min_share: float = 0.5,
+def _still_confusions(still: StillEvidence | None, names: Mapping[int, str], *, k: int, min_share: float = 0.5,
                       min_annotations: int = 2) -> list[dict[str, Any]]:
     """The class pairs look-alike annotations confuse, for stills (no neighbouring frames to compare): an
-    annotation whose look-alikes in other images mostly carry another class counts for {its label, theirs}."""
+    annotation whose look-alikes in other images mostly carry another class counts for {its label, theirs}. Only
+    classes with more than ``k`` (the look-alikes compared) annotations count: with fewer, every neighbour list is
+    mostly other classes."""
     if still is None:
         return []
     rows = still.rows.get("appearance_model") or still.rows.get("appearance_colour") or []
+    count: dict[int, int] = {}
+    for r in rows:
+        count[r.category_id] = count.get(r.category_id, 0) + 1
     pairs: dict[tuple[str, str], dict[str, Any]] = {}
     for r in rows:
         if r.suggested is None or r.value < min_share or r.category_id is None:
+            continue
+        if count.get(r.category_id, 0) <= k or count.get(r.suggested, 0) <= k:
             continue
         label, to = names.get(r.category_id, str(r.category_id)), names.get(r.suggested, str(r.suggested))
         a, b = sorted((label, to))
@@ -301,7 +308,8 @@ def build_queue(
     return {
         "schema_version": SCHEMA_VERSION,
         "dataset": {"name": pkg.name, "version": pkg.version, "root": str(pkg.root)},
-        "label_confusions": label_confusions(cands, names) or _still_confusions(still, names),
+        "label_confusions": label_confusions(cands, names) or _still_confusions(
+            still, names, k=(still_cfg or StillConfig()).appearance_k),
         "split": split,
         "budget": budget,
         "ranking": {
