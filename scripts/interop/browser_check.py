@@ -3,10 +3,10 @@
 The pages are made by the real commands on a small generated package whose taxonomy holds hostile class names
 (``<script>alert(1)</script>`` and ``](javascript:alert(1))``): two tiny trainings (versions 1.0.0 and 1.1.0),
 ``segval analyze`` (``report.html``), ``segval compare`` (``compare.html``), ``segval gate`` (``verdict.md``),
-``segval dataset release`` (the card, ``README.md``). Markdown documents are rendered to HTML as the Hub / GitHub
+``segval dataset release`` (the card, ``README.md``), ``segval dataset guideline`` (``guideline.html``). Markdown
+documents are rendered to HTML as the Hub / GitHub
 render them (CommonMark + tables, raw HTML kept: ``md_page.py``, markdown-it-py in the throwaway venv
-``.interop/venvs/browser``). The guideline page (``guideline.html``) is opened when this checkout makes one, else
-skipped with a note.
+``.interop/venvs/browser``).
 
 Each page must load with no console error, no JavaScript dialog (a script from the data that ran), no request
 other than ``file:`` / ``data:`` (self-contained), every ``<img>`` decoded (``naturalWidth > 0``), no
@@ -70,13 +70,10 @@ def build_pages(out: Path, log: Path) -> tuple[dict[str, Path], list[str]]:
     for name, md in (("card.html", card), ("verdict.html", out / "gate" / "verdict.md")):
         subprocess.run([str(py), str(MD_PAGE), str(md), str(out / "pages" / name)], check=True, timeout=120)
         pages[name] = out / "pages" / name
-    notes = []
-    guideline = sorted(out.rglob("guideline.html"))
-    if guideline:
-        pages["guideline.html"] = guideline[0]
-    else:
-        notes.append("guideline.html: skipped (no command of this checkout writes a guideline page)")
-    return pages, notes
+    segval("dataset", "guideline", "data=package", f"data.root={v1}", f"run_dir={out / 'analyze'}",
+           f"hydra.run.dir={out / 'guideline'}", cwd=out, log=log)
+    pages["guideline.html"] = out / "guideline" / "guideline.html"
+    return pages, []
 
 
 def describe(r: PageResult, hostile: tuple[str, ...]) -> str:
@@ -109,7 +106,7 @@ def main() -> int:
                 if not path.is_file():
                     problems.append(f"{name}: {path} was not written")
                     continue
-                texts = hostile if name not in ("verdict.html", "guideline.html") else ()
+                texts = hostile if name != "verdict.html" else ()
                 r = browser.check_page(name, path, texts=texts, screenshot=out / "screenshots" / f"{name}.png")
                 results.append(r)
                 print(describe(r, texts), flush=True)
