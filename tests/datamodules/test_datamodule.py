@@ -250,6 +250,8 @@ def test_workers_yield_the_same_images(shapes: Path) -> None:
         ({"root": "r", "val_fraction": 0.0}, "data.val_fraction"),
         ({"root": "r", "val_fraction": 1.0}, "data.val_fraction"),
         ({"root": "r", "batch_size": 0}, "data.batch_size"),
+        ({"root": "r", "pin_memory": "sometimes"}, "data.pin_memory"),
+        ({"root": "r", "prefetch_factor": 0}, "data.prefetch_factor"),
     ],
 )
 def test_config_errors_name_the_key(kwargs: dict, key: str) -> None:
@@ -286,3 +288,16 @@ def test_excluded_train_ids_are_not_trained_on(shapes: Path, tmp_path: Path) -> 
         make_dm(shapes, exclude_train_ids=ids).setup("fit")
     with pytest.raises(ConfigError, match="exclude_train_ids"):
         make_dm(shapes, exclude_train_ids=str(tmp_path / "missing.json"))
+
+
+def test_pin_memory_auto_follows_the_trainer_device_and_prefetch_reaches_the_loader(shapes: Path) -> None:
+    from types import SimpleNamespace
+
+    dm = make_dm(shapes, num_workers=1, pin_memory="auto", prefetch_factor=3)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    assert loader.pin_memory is False and loader.prefetch_factor == 3 and loader.persistent_workers
+    dm.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    assert dm._pin_memory() is True  # a CUDA trainer: page-locked batches
+    assert make_dm(shapes, pin_memory=True)._pin_memory() is True
+    assert make_dm(shapes, num_workers=0, prefetch_factor=3)._loader(dm.data_val, 1, False, False).prefetch_factor is None

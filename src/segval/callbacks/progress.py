@@ -11,7 +11,22 @@ from lightning.pytorch.callbacks.progress.tqdm_progress import _update_n
 
 class StepProgressBar(TQDMProgressBar):
     """One training bar ``step / max_steps`` across epochs (Lightning's shows one bar per epoch,
-    which reads oddly with ``max_epochs=-1``); validation bars as Lightning draws them."""
+    which reads oddly with ``max_epochs=-1``); validation bars as Lightning draws them.
+
+    The training loss is shown from the logged tensor, read only when the bar redraws (every
+    ``refresh_rate`` steps): a metric logged with ``prog_bar=True`` would be read on the host every step.
+    """
+
+    #: logged metrics shown on the bar, read from the device only when it redraws
+    shown = ("train/loss",)
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        for key in self.shown:
+            value = trainer.callback_metrics.get(key)
+            if value is not None and key not in metrics:
+                metrics[key] = f"{float(value):.3g}"
+        return metrics
 
     def on_train_epoch_start(self, trainer: pl.Trainer, *_: Any) -> None:
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None

@@ -42,7 +42,11 @@ class SegmentationDataModule(pl.LightningDataModule):
         val_fraction: plain COCO only: share held out for validation.
         format: "coco" (decode annotations) or "label_map" (read PNG label maps).
         train_split, val_split: split names in the package.
-        batch_size, val_batch_size, num_workers, pin_memory: loader settings (batch size per process).
+        batch_size, val_batch_size, num_workers: loader settings (batch size per process); workers persist
+            across epochs and validations.
+        pin_memory: page-locked batches for asynchronous host-to-GPU copies: True, False or ``"auto"`` (on
+            when the trainer runs on a CUDA device).
+        prefetch_factor: batches each worker prepares ahead (with ``num_workers > 0``; None: PyTorch's 2).
         max_pixels: images above this pixel count are refused before decoding.
         validate: check every image and annotation of the used splits before training.
         crop_size: (H, W) of training crops (used by the transform configs).
@@ -71,7 +75,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         batch_size: int = 4,
         val_batch_size: int | None = None,
         num_workers: int = 0,
-        pin_memory: bool = False,
+        pin_memory: bool | str = False,
+        prefetch_factor: int | None = None,
         max_pixels: int = 64_000_000,
         validate: bool = True,
         crop_size: Sequence[int] = (512, 512),
@@ -113,7 +118,12 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
         self.num_workers = num_workers
+        if not (isinstance(pin_memory, bool) or str(pin_memory).lower() in {"auto", "true", "false"}):
+            raise ConfigError(f"data.pin_memory must be auto, true or false, got {pin_memory!r}")
+        if prefetch_factor is not None and int(prefetch_factor) < 1:
+            raise ConfigError(f"data.prefetch_factor must be >= 1 or null, got {prefetch_factor}")
         self.pin_memory = pin_memory
+        self.prefetch_factor = None if prefetch_factor is None else int(prefetch_factor)
         self.max_pixels = max_pixels
         self.validate = validate
         self.crop_size = tuple(crop_size)
@@ -275,8 +285,9 @@ class SegmentationDataModule(pl.LightningDataModule):
             batch_size=batch_size,
             drop_last=drop_last and len(dataset) >= batch_size,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
+            pin_memory=self._pin_memory(),
             persistent_workers=self.num_workers > 0,
+            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             collate_fn=partial(pad_collate, ignore_index=255),
         )
         if shuffle:
@@ -289,6 +300,16 @@ class SegmentationDataModule(pl.LightningDataModule):
             # repeat images to even out the ranks, and they would count twice in the confusion matrix)
             sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
         return DataLoader(dataset, sampler=sampler, **common)
+
+    def _pin_memory(self) -> bool:
+        """``pin_memory`` with ``"auto"`` resolved: on when the attached trainer runs on a CUDA device."""
+        value = self.pin_memory
+        if isinstance(value, bool) or str(value).lower() != "auto":
+            return str(value).lower() == "true" if isinstance(value, str) else value
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.strategy.root_device.type == "cuda"
+        return False
 
     def train_dataloader(self) -> DataLoader:
         assert self.data_train is not None, "setup('fit') first"

@@ -30,6 +30,7 @@ from torch import nn
 
 from segval.errors import ConfigError
 from segval.models.pretrained import label_config, load_failed, resolve_pretrained
+from segval.models.speed import set_attention
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,13 @@ class Mask2FormerAdapter(nn.Module):
         object_mask_threshold, overlap_threshold: panoptic inference thresholds (0.8 / 0.8 as in
             Mask2Former's configs).
         topk_per_image: instances kept per image (100, COCO's maxDets).
+        attn_implementation: transformers' attention of the Swin backbone (``"sdpa"``, ``"eager"``, None: the
+            installed default). Mask2Former's pixel decoder (deformable attention) and transformer decoder
+            have no attention interface in transformers, so they keep their own implementation.
     """
+
+    #: the training step may ask for the loss only (``need_logits=False``)
+    can_skip_logits = True
 
     def __init__(
         self,
@@ -67,6 +74,7 @@ class Mask2FormerAdapter(nn.Module):
         object_mask_threshold: float = 0.8,
         overlap_threshold: float = 0.8,
         topk_per_image: int = 100,
+        attn_implementation: str | None = "sdpa",
     ) -> None:
         super().__init__()
         from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
@@ -100,6 +108,12 @@ class Mask2FormerAdapter(nn.Module):
             except (OSError, ValueError) as err:
                 raise load_failed(str(pretrained), err) from err
             log.info("Mask2Former weights loaded from %s", source)
+        self.attn_implementation = set_attention(self.model, attn_implementation, submodel="backbone_config")
+
+    def compile_targets(self) -> list[nn.Module]:
+        """What ``model.compile`` compiles: backbone + pixel decoder + transformer decoder (the matching loss
+        runs SciPy's Hungarian algorithm on the host, so it stays eager)."""
+        return [self.model.model]
 
     # -- targets ------------------------------------------------------------------------------------
     def semantic_targets(self, masks: torch.Tensor) -> list[dict[str, torch.Tensor]]:
@@ -130,14 +144,17 @@ class Mask2FormerAdapter(nn.Module):
         images: torch.Tensor,
         masks: torch.Tensor | None = None,
         targets: Sequence[Mapping[str, torch.Tensor]] | None = None,
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        need_logits: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Args: images float[B, 3, H, W]; masks long[B, H, W] (255 = ignore) or None; targets (instance /
-        panoptic tasks) per image ``{"masks": bool[N, H, W], "labels": long[N]}``, else built from ``masks``.
+        panoptic tasks) per image ``{"masks": bool[N, H, W], "labels": long[N]}``, else built from ``masks``;
+        need_logits: False skips the semantic scores (the training step uses the loss only).
 
-        Returns: (Mask2Former's matching loss or None, logits float[B, C, H, W] = log semantic scores).
+        Returns: (Mask2Former's matching loss or None, logits float[B, C, H, W] = log semantic scores, or None
+        when ``need_logits`` is False).
         """
         out = self._run(images, masks, targets)
-        return out.loss, self.semantic_logits(out, images.shape[-2:])
+        return out.loss, self.semantic_logits(out, images.shape[-2:]) if need_logits else None
 
     def semantic_logits(self, out: Any, size: Sequence[int]) -> torch.Tensor:
         """log of the semantic scores at ``size`` (B, C, H, W), float32."""

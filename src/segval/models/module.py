@@ -20,6 +20,7 @@ from segval.metrics.semantic import ConfusionMatrix
 from segval.metrics.panoptic import PanopticQualityStats, pq_summary
 from segval.dataset.taxonomy import TASKS
 from segval.errors import ConfigError, TrainingError
+from segval.models.speed import adamw, batch_channels_last, compile_module, resolve_flag, to_channels_last
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,16 @@ class SegmentationModule(pl.LightningModule):
             and panoptic need an adapter with ``predict_instances`` (Mask2Former) and add COCO AP
             (:mod:`segval.metrics.functional.instance`) or PQ (:mod:`segval.metrics.functional.panoptic`),
             scored against the evaluated dataset's ground truth at the original image size.
+        compile: ``torch.compile`` the adapter's network (:meth:`compile_targets` of the adapter, else the
+            adapter): ``"auto"`` (on when training on a CUDA device), True or False. A compiler failure
+            falls back to eager with one warning (:class:`segval.models.speed.CompiledForward`).
+        compile_options: ``torch.compile`` keyword arguments (``mode``, ``backend``, ``dynamic``).
+        channels_last: the model's convolution weights and the batch images in ``channels_last`` memory
+            format (``"auto"``, True or False); values and results are unchanged.
+
+    ``compile``, ``compile_options`` and ``channels_last`` are how the model runs, not what it is: they are
+    not stored in the checkpoint's hyper-parameters, and ``optimizer.fused`` (``"auto"``: on CUDA) picks the
+    single-kernel AdamW with the same update rule.
     """
 
     def __init__(
@@ -69,13 +80,22 @@ class SegmentationModule(pl.LightningModule):
         dataset: Mapping[str, Any] | None = None,
         nan_check_interval: int = 50,
         task: str = "semantic",
+        compile: bool | str = False,
+        compile_options: Mapping[str, Any] | None = None,
+        channels_last: bool | str = False,
     ) -> None:
         super().__init__()
         adapter, optimizer, scheduler, dataset = map(_plain, (adapter, optimizer, scheduler, dataset))
         class_names = list(_plain(class_names))
         if len(class_names) != num_classes:
             raise ConfigError(f"class_names has {len(class_names)} names for num_classes={num_classes}")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["compile", "compile_options", "channels_last"])
+        for name, value in (("model.compile", compile), ("model.channels_last", channels_last)):
+            resolve_flag(value, cuda=False, name=name)  # a bad value fails here, not after the data is loaded
+        self.speed = {"compile": compile, "channels_last": channels_last,
+                      "compile_options": dict(_plain(compile_options) or {})}
+        #: what :meth:`apply_speed_options` switched on: {"compile": bool, "channels_last": bool}
+        self.speed_applied: dict[str, bool] | None = None
         self.class_names = class_names
         # names as metric keys: "/" would nest them in W&B ("tv/monitor" -> "tv_monitor")
         self.metric_names = [n.replace("/", "_") for n in class_names]
@@ -105,6 +125,31 @@ class SegmentationModule(pl.LightningModule):
             )
         self.task = task
 
+    # -- speed options -------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        self.apply_speed_options(self.trainer.strategy.root_device.type == "cuda")
+
+    def apply_speed_options(self, cuda: bool) -> dict[str, bool]:
+        """Switch on ``channels_last`` and ``torch.compile`` as configured (``"auto"`` = ``cuda``); once per module."""
+        if self.speed_applied is not None:
+            return self.speed_applied
+        compile_on = resolve_flag(self.speed["compile"], cuda=cuda, name="model.compile")
+        channels_last = resolve_flag(self.speed["channels_last"], cuda=cuda, name="model.channels_last")
+        if channels_last:
+            to_channels_last(self.adapter)
+        if compile_on:
+            targets = self.adapter.compile_targets() if hasattr(self.adapter, "compile_targets") else [self.adapter]
+            for target in targets:
+                compile_module(target, self.speed["compile_options"])
+        self.speed_applied = {"compile": compile_on, "channels_last": channels_last}
+        log.info("model speed options: %s", self.speed_applied)
+        return self.speed_applied
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.speed_applied and self.speed_applied["channels_last"]:
+            batch = batch_channels_last(batch)
+        return batch
+
     # -- steps ---------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images float[B, 3, H, W] -> logits float[B, C, H, W]."""
@@ -119,14 +164,21 @@ class SegmentationModule(pl.LightningModule):
         return {"targets": batch["targets"]}
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        loss, _ = self.adapter(batch["image"], batch["mask"], **self._targets(batch))
+        # the training step discards the logits: an adapter that can skip them (Mask2Former) does
+        loss, _ = self.adapter(batch["image"], batch["mask"], **self._targets(batch), **self._no_logits)
         first = self.first_nonfinite_step
         hit = ~torch.isfinite(loss.detach()) & (first < 0)
         first.copy_(torch.where(hit, torch.full_like(first, self.global_step), first))
         if self.global_step % self.nan_check_interval == 0:
             self.raise_if_nonfinite()
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["image"].shape[0])
+        # not prog_bar=True: Lightning would turn it into a Python float (a host sync) at every step; the
+        # progress bar reads it only when it redraws (segval.callbacks.progress.StepProgressBar)
+        self.log("train/loss", loss, batch_size=batch["image"].shape[0])
         return loss
+
+    @property
+    def _no_logits(self) -> dict[str, bool]:
+        return {"need_logits": False} if getattr(self.adapter, "can_skip_logits", False) else {}
 
     def raise_if_nonfinite(self) -> None:
         """Stop training (naming the step) if a training loss was NaN or infinite (one host sync)."""
@@ -242,7 +294,8 @@ class SegmentationModule(pl.LightningModule):
 
     # -- optimisation ----------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        opt = dict(lr=1e-4, weight_decay=0.01, betas=(0.9, 0.999), head_lr_mult=1.0) | dict(self.hparams.optimizer or {})
+        opt = dict(lr=1e-4, weight_decay=0.01, betas=(0.9, 0.999), head_lr_mult=1.0, fused=False) | dict(
+            self.hparams.optimizer or {})
         sched = dict(power=1.0, warmup_steps=0, min_lr=0.0) | dict(self.hparams.scheduler or {})
         lr = float(opt["lr"])
         groups: list[dict[str, Any]]
@@ -251,7 +304,8 @@ class SegmentationModule(pl.LightningModule):
             groups = [{"params": body, "lr": lr}, {"params": head, "lr": lr * float(opt["head_lr_mult"])}]
         else:
             groups = [{"params": list(self.adapter.parameters()), "lr": lr}]
-        optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=float(opt["weight_decay"]), betas=tuple(opt["betas"]))
+        fused = resolve_flag(opt["fused"], cuda=self.device.type == "cuda", name="model.optimizer.fused")
+        optimizer = adamw(groups, fused=fused, lr=lr, weight_decay=float(opt["weight_decay"]), betas=tuple(opt["betas"]))
         max_steps = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else None
         if max_steps is None:
             max_steps = int(self.trainer.estimated_stepping_batches)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segval.models.pretrained import label_config, load_failed, resolve_pretrained
+from segval.models.speed import set_attention
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ class SegformerAdapter(nn.Module):
         config: ``SegformerConfig`` fields (depths, hidden_sizes, ...); with ``pretrained`` only
             fields given here override the pretrained config.
         ignore_index: label value left out of the loss.
+        attn_implementation: transformers' attention for the efficient self-attention (``"sdpa"``: PyTorch's
+            fused ``scaled_dot_product_attention``; ``"eager"``: the explicit matmul / softmax; None: the
+            installed transformers' default).
     """
 
     def __init__(
@@ -37,6 +41,7 @@ class SegformerAdapter(nn.Module):
         pretrained: str | None = None,
         config: Mapping[str, Any] | None = None,
         ignore_index: int = 255,
+        attn_implementation: str | None = "sdpa",
     ) -> None:
         super().__init__()
         from transformers import SegformerConfig, SegformerForSemanticSegmentation
@@ -62,6 +67,11 @@ class SegformerAdapter(nn.Module):
             except (OSError, ValueError) as err:
                 raise load_failed(str(pretrained), err) from err
             log.info("SegFormer weights loaded from %s", source)
+        self.attn_implementation = set_attention(self.model, attn_implementation)
+
+    def compile_targets(self) -> list[nn.Module]:
+        """What ``model.compile`` compiles: the whole adapter (network, upsampling and loss in one graph)."""
+        return [self]
 
     def forward(
         self, images: torch.Tensor, masks: torch.Tensor | None = None
