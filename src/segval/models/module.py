@@ -145,10 +145,12 @@ class SegmentationModule(pl.LightningModule):
         log.info("model speed options: %s", self.speed_applied)
         return self.speed_applied
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+    def _images(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """``batch["image"]`` float[B, 3, H, W], in ``channels_last`` memory format when that option is on (not
+        in ``on_after_batch_transfer``: Lightning warns when a module overrides it next to a DataModule)."""
         if self.speed_applied and self.speed_applied["channels_last"]:
-            batch = batch_channels_last(batch)
-        return batch
+            return batch_channels_last(dict(batch))["image"]
+        return batch["image"]
 
     # -- steps ---------------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -165,7 +167,7 @@ class SegmentationModule(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         # the training step discards the logits: an adapter that can skip them (Mask2Former) does
-        loss, _ = self.adapter(batch["image"], batch["mask"], **self._targets(batch), **self._no_logits)
+        loss, _ = self.adapter(self._images(batch), batch["mask"], **self._targets(batch), **self._no_logits)
         first = self.first_nonfinite_step
         hit = ~torch.isfinite(loss.detach()) & (first < 0)
         first.copy_(torch.where(hit, torch.full_like(first, self.global_step), first))
@@ -204,7 +206,7 @@ class SegmentationModule(pl.LightningModule):
         """Returns ``{"logits": float[B, C, H, W], "preds": long[B, H, W]}`` for the analysis callbacks
         (Lightning hands them to ``on_validation_batch_end`` and keeps nothing)."""
         if self.task == "semantic":
-            loss, logits = self.adapter(batch["image"], batch["mask"])
+            loss, logits = self.adapter(self._images(batch), batch["mask"])
         else:
             loss, logits = self._instance_step(batch)
         preds = logits.argmax(dim=1)
@@ -229,7 +231,7 @@ class SegmentationModule(pl.LightningModule):
         ids = [int(i) for i in batch["image_id"]]
         recs = [ds.split.image(i) for i in ids]
         loss, logits, preds = self.adapter.predict_instances(
-            batch["image"], batch["mask"], **self._targets(batch), task=self.task,
+            self._images(batch), batch["mask"], **self._targets(batch), task=self.task,
             sizes=batch["size"].tolist(), out_sizes=[(r.height, r.width) for r in recs],
             thing=[c.isthing for c in tax.categories],
         )
