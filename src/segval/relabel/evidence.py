@@ -482,8 +482,8 @@ def _score_rows(rows: Mapping[tuple[int, int], dict[str, Any]], steps: Mapping[i
             ev.update(area_change=round(float(np.expm1(r["area_spike"])), 4),
                       video_median_area_change=round(float(np.expm1(ml)), 4))
             if v > 0:
-                reasons.append(f"its area differs by {np.expm1(r['area_spike']):.0%} or more from both neighbouring "
-                               f"frames in the same direction (usual for {name}: {np.expm1(ml):.0%})")
+                reasons.append(f"its area differs by {_percent(np.expm1(r['area_spike']))} or more from both "
+                               f"neighbouring frames in the same direction (usual for {name}: {_percent(np.expm1(ml))})")
         if "motion_px" in r:
             mm, sm = usual("motion_px", r["cat"])
             v = shape_value(r["motion_px"], mm, cfg.motion_scale_px + cfg.spread_factor * sm)
@@ -571,3 +571,8 @@ def merge_candidates(cands: Iterable[Candidate]) -> list[Candidate]:
 
 def class_names_map(taxonomy: Any) -> Mapping[int, str]:
     return {c.id: c.name for c in taxonomy.categories}
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage for a reason: one decimal under 10 % (0.4 %, not 0 %), none above."""
+    return f"{share:.1%}" if abs(share) < 0.1 else f"{share:.0%}"
