@@ -34,6 +34,7 @@ __all__ = [
     "MaskInfo",
     "bounding_box",
     "crop_iou",
+    "crop_of",
     "info_from_crop",
     "jaggedness",
     "match_instances",
@@ -42,6 +43,7 @@ __all__ = [
     "overlap_pixels",
     "pixel_perimeter",
     "rle_crop",
+    "rle_info",
     "track_key",
     "uncovered_fraction",
 ]
@@ -93,6 +95,9 @@ class MaskInfo:
         components: 8-connected components.
         perimeter: pixel-edge perimeter.
         jaggedness: perimeter**2 / area (0.0 when empty).
+        runs: for a mask with exactly one run per column over its box columns, ``(tops, bottoms)``
+            int64[x1 - x0] (half-open rows per column); ``crop`` is then built on first use
+            (:func:`crop_of`). None otherwise.
     """
 
     area: int
@@ -101,6 +106,48 @@ class MaskInfo:
     components: int
     perimeter: int
     jaggedness: float
+    runs: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def crop_of(info: MaskInfo) -> np.ndarray | None:
+    """The bool crop of ``info`` (built from its runs on first use and kept)."""
+    if info.crop is None and info.runs is not None:
+        tops, bottoms = info.runs
+        rows = np.arange(info.box[0], info.box[2])[:, None]
+        info.crop = (rows >= tops[None, :]) & (rows < bottoms[None, :])
+    return info.crop
+
+
+def rle_info(counts: np.ndarray, height: int, width: int) -> MaskInfo:
+    """:class:`MaskInfo` of a mask given as COCO run lengths, mostly without decoding it.
+
+    When the mask has exactly one run in each column of its box, and the runs of neighbouring
+    columns touch (8-connectivity), it is one component, and area, box and pixel-edge perimeter
+    follow from the runs: ``2 * columns`` vertical edges plus ``2 * area - 2 * sum |A_x & A_x+1|``
+    horizontal ones. Any other mask is decoded into its crop (:func:`rle_crop`). Same values as
+    ``info_from_crop(*rle_crop(counts, height, width))``.
+    """
+    c = np.asarray(counts, dtype=np.int64)
+    ends = np.cumsum(c)
+    s, e = ends[:-1:2], ends[1::2]  # foreground runs: [s, e) in column-major flat index
+    keep = e > s
+    if not keep.all():
+        s, e = s[keep], e[keep]
+    if s.size == 0:
+        return MaskInfo(0, None, None, 0, 0, 0.0)
+    col = s // height
+    if int(col[-1] - col[0]) + 1 == s.size and not np.any((e - 1) // height != col) and \
+            (s.size == 1 or np.all(col[1:] - col[:-1] == 1)):
+        tops, bottoms = s - col * height, e - col * height
+        lo = np.maximum(tops[1:], tops[:-1])
+        hi = np.minimum(bottoms[1:], bottoms[:-1])
+        if np.all(hi >= lo):  # neighbouring runs overlap or touch at a corner: one component
+            area = int((e - s).sum())
+            per = 2 * s.size + 2 * area - 2 * int(np.maximum(hi - lo, 0).sum())
+            box = (int(tops.min()), int(col[0]), int(bottoms.max()), int(col[-1]) + 1)
+            return MaskInfo(area, box, None, 1, per, float(per * per / area), (tops, bottoms))
+    box, crop = rle_crop(c, height, width)
+    return info_from_crop(box, crop)
 
 
 def mask_info(mask: np.ndarray, *, shape_checks: bool = True) -> MaskInfo:
@@ -184,7 +231,12 @@ def crop_iou(a: MaskInfo, b: MaskInfo) -> float:
     y0, x0 = max(a.box[0], b.box[0]), max(a.box[1], b.box[1])
     y1, x1 = min(a.box[2], b.box[2]), min(a.box[3], b.box[3])
     inter = 0
-    if y0 < y1 and x0 < x1:
+    if y0 < y1 and x0 < x1 and a.runs is not None and b.runs is not None:
+        ta, ba = (r[x0 - a.box[1] : x1 - a.box[1]] for r in a.runs)
+        tb, bb = (r[x0 - b.box[1] : x1 - b.box[1]] for r in b.runs)
+        inter = int(np.maximum(np.minimum(ba, bb) - np.maximum(ta, tb), 0).sum())
+    elif y0 < y1 and x0 < x1:
+        crop_of(a), crop_of(b)
         sa = a.crop[y0 - a.box[0] : y1 - a.box[0], x0 - a.box[1] : x1 - a.box[1]]
         sb = b.crop[y0 - b.box[0] : y1 - b.box[0], x0 - b.box[1] : x1 - b.box[1]]
         inter = int(np.count_nonzero(sa & sb))
