@@ -177,8 +177,8 @@ class SplitData:
 
     def check_image_header(self, rec: ImageRecord) -> None:
         """Check existence, pixel limit and size from the header only (no decoding)."""
-        imio.open_checked(self.image_path(rec), width=rec.width, height=rec.height, max_pixels=self.max_pixels,
-                          image_id=rec.id, listed_in=self.annotation_path).close()
+        imio.check_header(self.image_path(rec), width=rec.width, height=rec.height, max_pixels=self.max_pixels,
+                          image_id=rec.id, listed_in=self.annotation_path)
 
     def masks(self, rec: ImageRecord) -> list[tuple[dict[str, Any], seg.RunLengths]]:
         """Each annotation of the image with its checked run lengths.

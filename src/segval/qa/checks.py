@@ -35,6 +35,8 @@ __all__ = [
     "bounding_box",
     "crop_iou",
     "crop_of",
+    "flat_runs",
+    "run_cover",
     "info_from_crop",
     "jaggedness",
     "match_instances",
@@ -195,6 +197,27 @@ def info_from_crop(box: Box | None, crop: np.ndarray | None, *, shape_checks: bo
         return MaskInfo(area, box, crop, 0, 0, 0.0)
     per = pixel_perimeter(crop)
     return MaskInfo(area, box, crop, num_components(crop), per, float(per * per / area))
+
+
+def flat_runs(info: MaskInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground runs of a :class:`MaskInfo` with ``runs``: (starts, ends) in column-major flat
+    index of a box-height-free layout (column x at ``x * 2**20``), int64[columns] each."""
+    tops, bottoms = info.runs
+    base = np.arange(info.box[1], info.box[3], dtype=np.int64) << 20
+    return base + tops, base + bottoms
+
+
+def run_cover(infos: Sequence[MaskInfo]) -> tuple[int, int]:
+    """(pixels covered by one or more, pixels covered by two or more) of masks that all have ``runs``."""
+    if not infos:
+        return 0, 0
+    parts = [flat_runs(i) for i in infos]
+    pos = np.concatenate([p[0] for p in parts] + [p[1] for p in parts])
+    n = len(pos) // 2
+    order = np.argsort(pos, kind="stable")
+    depth = np.cumsum(np.where(order < n, 1, -1))[:-1]
+    seg = np.diff(pos[order])
+    return int(seg[depth >= 1].sum()), int(seg[depth >= 2].sum())
 
 
 def uncovered_fraction(masks: Sequence[np.ndarray], height: int, width: int) -> float:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,19 +194,16 @@ def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None) 
         flags += _shape_flags(cfg, ann_id, info)
     if n_fg == 0:
         flags.append(_flag(cfg, "no_segment", "no annotated segment (besides background)", value=0, threshold=1))
-    covered, multi = _coverage(h, w, [i for _, i in solid], crowds)
+    covered, n_over, touching = _coverage(h, w, solid, crowds)
     bg = 1.0 - covered / (h * w) if h * w else 0.0
     if n_fg and bg > cfg.background_max:
         flags.append(_flag(cfg, "background", f"background {bg:.1%} > {cfg.background_max:.0%}",
                            value=round(bg, 4), threshold=cfg.background_max))
     if background_id is not None:
         state["pixels"][background_id] += h * w - covered
-    if multi is not None:
-        n_over = int(np.count_nonzero(multi))
-        if n_over > cfg.max_overlap_px:
-            ids = [a for a, i in solid
-                   if np.any(multi[i.box[0]:i.box[2], i.box[1]:i.box[3]] & qc.crop_of(i))]
-            flags.append(_flag(cfg, "overlap", f"{n_over} px covered by two or more instances (annotations {ids})",
+    if len(solid) > 1 and n_over > cfg.max_overlap_px:
+        ids = touching()
+        flags.append(_flag(cfg, "overlap", f"{n_over} px covered by two or more instances (annotations {ids})",
                                annotation_ids=ids, value=n_over, threshold=cfg.max_overlap_px))
     return flags, state
 
@@ -239,21 +236,34 @@ def _boxes_disjoint(infos: Sequence[qc.MaskInfo]) -> bool:
     return int(np.count_nonzero(hit)) == len(b)  # only the diagonal
 
 
-def _coverage(h: int, w: int, solid: Sequence[qc.MaskInfo],
-              crowds: Sequence[qc.MaskInfo]) -> tuple[int, np.ndarray | None]:
-    """Pixels covered by any instance (crowd ones included), and bool[H, W] of the pixels of two or
-    more non-crowd instances (None when there can be none). Disjoint boxes need no image-size array."""
-    if _boxes_disjoint([*solid, *crowds]):
-        return sum(i.area for i in solid) + sum(i.area for i in crowds), None
+def _coverage(h: int, w: int, solid: Sequence[tuple[int, qc.MaskInfo]],
+              crowds: Sequence[qc.MaskInfo]) -> tuple[int, int, Callable[[], list[int]]]:
+    """Pixels covered by any instance (crowd ones included); pixels covered by two or more
+    non-crowd instances; and a function giving the ids of the non-crowd instances touching those.
+
+    Disjoint boxes, or masks that all have ``runs`` (:func:`segval.qa.checks.rle_info`), need no
+    image-size array.
+    """
+    infos = [i for _, i in solid]
+    if _boxes_disjoint([*infos, *crowds]):
+        return sum(i.area for i in infos) + sum(i.area for i in crowds), 0, list
+    if h < 2**20 and all(i.runs is not None for i in (*infos, *crowds)):
+        union, n_over = qc.run_cover(infos)
+        covered = qc.run_cover([*infos, *crowds])[0] if crowds else union
+        # an instance touches a pixel of two or more exactly when it intersects another instance
+        return covered, n_over, lambda: [a for k, (a, i) in enumerate(solid)
+                                         if any(qc.crop_iou(i, o) > 0 for m, (_, o) in enumerate(solid) if m != k)]
     count = np.zeros((h, w), dtype=np.uint16)
-    for i in solid:
+    for i in infos:
         y0, x0, y1, x1 = i.box
         count[y0:y1, x0:x1] += qc.crop_of(i)
     covered_mask = count > 0
     for i in crowds:
         y0, x0, y1, x1 = i.box
         covered_mask[y0:y1, x0:x1] |= qc.crop_of(i)
-    return int(np.count_nonzero(covered_mask)), (count > 1 if len(solid) > 1 else None)
+    multi = count > 1
+    return int(np.count_nonzero(covered_mask)), int(np.count_nonzero(multi)), lambda: [
+        a for a, i in solid if np.any(multi[i.box[0]:i.box[2], i.box[1]:i.box[3]] & qc.crop_of(i))]
 
 
 def temporal_flags(prev: Sequence[tuple], cur: Sequence[tuple], cfg: QAConfig, prev_image_id: int) -> list[dict]:
