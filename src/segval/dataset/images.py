@@ -107,7 +107,7 @@ def _plain_png_fits(path: Path, width: int, height: int, max_pixels: int) -> boo
         return False
     if len(head) < 41 or head[:16] != b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" or head[37:41] != b"IDAT":
         return False
-    w, h, depth, colour, _, flt = struct.unpack(">IIBBBB", head[16:26])
+    w, h, depth, colour, _, flt, _ = struct.unpack(">IIBBBBB", head[16:29])
     if zlib.crc32(head[12:29]) != struct.unpack(">I", head[29:33])[0] or flt or (depth, colour) not in _PNG_MODES:
         return False
     limit = Image.MAX_IMAGE_PIXELS
