@@ -149,8 +149,11 @@ def _flag(cfg: QAConfig, check: str, message: str, **extra: Any) -> dict[str, An
 
 
 # ---------------------------------------------------------------------- per image
-def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None) -> tuple[list[dict], dict]:
+def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None,
+                items: list | None = None) -> tuple[list[dict], dict]:
     """Run the per-image checks on one image of a :class:`SplitData`.
+
+    ``items``: ``split.masks(rec)`` when already parsed (:func:`segval.qa.batch.split_masks`).
 
     Returns:
         (flags, state) where state holds ``tracks`` (for temporal IoU) and per-category
@@ -165,7 +168,8 @@ def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None) 
         except DatasetError as err:
             flags.append(_flag(cfg, "format", str(err)))
     try:
-        items = split.masks(rec)
+        if items is None:
+            items = split.masks(rec)
     except DatasetError as err:
         flags.append(_flag(cfg, "format", str(err)))
         state["ok"] = False
@@ -421,11 +425,14 @@ def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, prog
 def _check_run(sd: Any, ks: Sequence[int], cfg: QAConfig, bg_id: int | None) -> list[tuple[list[dict], Counter]]:
     """(flags, class measure) of the images ``ks`` of a split, checked in this order (temporal IoU
     compares each video frame with the frame before it in ``ks``)."""
+    from segval.qa.batch import split_masks
+
     out = []
     prev_video, prev_tracks, prev_id = None, None, None
-    for k in ks:
-        rec = sd.images[k]
-        flags, state = check_image(sd, rec, cfg, bg_id)
+    recs = [sd.images[k] for k in ks]
+    parsed = (m for b in range(0, len(recs), 256) for m in split_masks(sd, recs[b:b + 256]))
+    for rec, items in zip(recs, parsed):
+        flags, state = check_image(sd, rec, cfg, bg_id, items)
         if rec.video_id is not None:
             if prev_video == rec.video_id and prev_tracks is not None and state["ok"]:
                 flags += temporal_flags(prev_tracks, state["tracks"], cfg, prev_id)
