@@ -52,3 +52,21 @@ def test_split_masks_equals_split_masks_per_image(tmp_path):
         assert [a["id"] for a, _ in g] == [a["id"] for a, _ in want]
         assert all(np.array_equal(x.counts, y.counts) and (x.height, x.width) == (y.height, y.width)
                    for (_, x), (_, y) in zip(g, want))
+
+
+def test_infos_many_equals_rle_info():
+    from segval.qa import checks as qc
+    from segval.qa.batch import infos_many
+    from tests.qa.test_checks import _counts, _shapes
+
+    rng = np.random.default_rng(5)
+    masks = _shapes(rng, 17, 12) * 2
+    counts = [np.array(_counts(m), dtype=np.int64) for m in masks] + [np.array([17 * 12])]
+    got = infos_many(counts, [17] * len(counts), [12] * len(counts))
+    for c, g in zip(counts, got):
+        want = qc.rle_info(c, 17, 12)
+        assert (g.area, g.box, g.components, g.perimeter, g.jaggedness) == (
+            want.area, want.box, want.components, want.perimeter, want.jaggedness)
+        assert (g.runs is None) == (want.runs is None)
+        assert np.array_equal(qc.crop_of(g), qc.crop_of(want)) if g.box else want.box is None
+    assert infos_many([], [], []) == []

@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,10 +150,11 @@ def _flag(cfg: QAConfig, check: str, message: str, **extra: Any) -> dict[str, An
 
 # ---------------------------------------------------------------------- per image
 def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None,
-                items: list | None = None) -> tuple[list[dict], dict]:
+                items: list | None = None, infos: list | None = None) -> tuple[list[dict], dict]:
     """Run the per-image checks on one image of a :class:`SplitData`.
 
-    ``items``: ``split.masks(rec)`` when already parsed (:func:`segval.qa.batch.split_masks`).
+    ``items``: ``split.masks(rec)`` when already parsed (:func:`segval.qa.batch.split_masks`);
+    ``infos``: their :class:`~segval.qa.checks.MaskInfo` when already measured (None entries: not).
 
     Returns:
         (flags, state) where state holds ``tracks`` (for temporal IoU) and per-category
@@ -177,7 +178,7 @@ def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None,
     n_fg = 0
     solid: list[tuple[int, qc.MaskInfo]] = []  # (annotation id, info) of non-crowd instances
     crowds: list[qc.MaskInfo] = []
-    for ann, rl in items:
+    for j, (ann, rl) in enumerate(items):
         cat = int(ann["category_id"])
         ann_id = int(ann["id"])
         crowd = int(ann.get("iscrowd", 0) or 0) == 1
@@ -187,7 +188,7 @@ def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None,
             continue
         state["pixels"][cat] += rl.area
         n_fg += 1
-        info = qc.rle_info(rl.counts, rl.height, rl.width)
+        info = infos[j] if infos is not None and infos[j] is not None else qc.rle_info(rl.counts, rl.height, rl.width)
         if info.box is None:
             continue
         if crowd:
@@ -425,14 +426,11 @@ def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, prog
 def _check_run(sd: Any, ks: Sequence[int], cfg: QAConfig, bg_id: int | None) -> list[tuple[list[dict], Counter]]:
     """(flags, class measure) of the images ``ks`` of a split, checked in this order (temporal IoU
     compares each video frame with the frame before it in ``ks``)."""
-    from segval.qa.batch import split_masks
-
     out = []
     prev_video, prev_tracks, prev_id = None, None, None
     recs = [sd.images[k] for k in ks]
-    parsed = (m for b in range(0, len(recs), 256) for m in split_masks(sd, recs[b:b + 256]))
-    for rec, items in zip(recs, parsed):
-        flags, state = check_image(sd, rec, cfg, bg_id, items)
+    for rec, items, infos in _measured(sd, recs, bg_id):
+        flags, state = check_image(sd, rec, cfg, bg_id, items, infos)
         if rec.video_id is not None:
             if prev_video == rec.video_id and prev_tracks is not None and state["ok"]:
                 flags += temporal_flags(prev_tracks, state["tracks"], cfg, prev_id)
@@ -440,6 +438,16 @@ def _check_run(sd: Any, ks: Sequence[int], cfg: QAConfig, bg_id: int | None) -> 
             prev_tracks = state["tracks"] if state["ok"] else None
         out.append((flags, state[cfg.drift_measure]))
     return out
+
+
+def _measured(sd: Any, recs: Sequence[Any], bg_id: int | None, block: int = 256) -> Iterator[tuple]:
+    """(rec, items or None, infos or None) per image: RLEs parsed and measured ``block`` images at a time."""
+    from segval.qa.batch import image_infos, split_masks
+
+    for b in range(0, len(recs), block):
+        part = recs[b:b + block]
+        items = split_masks(sd, part)
+        yield from zip(part, items, image_infos(items, bg_id))
 
 
 def _check_images(sd: Any, order: Sequence[int], cfg: QAConfig, bg_id: int | None, *,
