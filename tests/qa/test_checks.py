@@ -330,11 +330,14 @@ def test_run_cover_and_crop_iou_from_runs_equal_pixel_counts():
         cy, cx, r = rng.integers(8, 32), rng.integers(8, 22), rng.integers(3, 9)
         m[np.hypot(*np.mgrid[:h, :w] - np.array([cy, cx])[:, None, None]) < r] = True
         masks.append(m)
+    masks.append(_box(38, 0, 40, 2, h, w))  # apart from the discs
     infos = [qc.rle_info(np.array(_counts(m), dtype=np.int64), h, w) for m in masks]
     assert all(i.runs is not None for i in infos)
     depth = np.sum(masks, axis=0)
-    assert qc.run_cover(infos) == (int(np.count_nonzero(depth >= 1)), int(np.count_nonzero(depth >= 2)))
-    assert qc.run_cover([]) == (0, 0)
+    touch = [bool(np.any(m & (depth >= 2))) for m in masks]
+    assert qc.run_cover(infos) == (int(np.count_nonzero(depth >= 1)), int(np.count_nonzero(depth >= 2)), touch)
+    assert touch[-1] is False and sum(touch) >= 2
+    assert qc.run_cover([]) == (0, 0, [])
     for a in range(6):
         for b in range(6):
             inter = np.count_nonzero(masks[a] & masks[b])

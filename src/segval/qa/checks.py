@@ -207,17 +207,24 @@ def flat_runs(info: MaskInfo) -> tuple[np.ndarray, np.ndarray]:
     return base + tops, base + bottoms
 
 
-def run_cover(infos: Sequence[MaskInfo]) -> tuple[int, int]:
-    """(pixels covered by one or more, pixels covered by two or more) of masks that all have ``runs``."""
+def run_cover(infos: Sequence[MaskInfo]) -> tuple[int, int, list[bool]]:
+    """Masks that all have ``runs``: (pixels covered by one or more, pixels covered by two or more,
+    per mask whether it covers any of the latter, i.e. intersects another mask)."""
     if not infos:
-        return 0, 0
+        return 0, 0, []
     parts = [flat_runs(i) for i in infos]
     pos = np.concatenate([p[0] for p in parts] + [p[1] for p in parts])
     n = len(pos) // 2
-    order = np.argsort(pos, kind="stable")
+    order = np.argsort(pos, kind="stable")  # at a tie starts come first: zero-length segments only
     depth = np.cumsum(np.where(order < n, 1, -1))[:-1]
     seg = np.diff(pos[order])
-    return int(seg[depth >= 1].sum()), int(seg[depth >= 2].sum())
+    over = np.concatenate(([0], np.cumsum(np.where(depth >= 2, seg, 0))))
+    rank = np.empty(2 * n, dtype=np.int64)
+    rank[order] = np.arange(2 * n)
+    inside = over[rank[n:]] - over[rank[:n]]  # pixels of two or more inside each run
+    owner = np.repeat(np.arange(len(infos)), [len(p[0]) for p in parts])
+    touch = np.bincount(owner, weights=inside, minlength=len(infos)) > 0
+    return int(seg[depth >= 1].sum()), int(over[-1]), touch.tolist()
 
 
 def uncovered_fraction(masks: Sequence[np.ndarray], height: int, width: int) -> float:

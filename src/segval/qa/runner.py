@@ -253,11 +253,9 @@ def _coverage(h: int, w: int, solid: Sequence[tuple[int, qc.MaskInfo]],
     if _boxes_disjoint([*infos, *crowds]):
         return sum(i.area for i in infos) + sum(i.area for i in crowds), 0, list
     if h < 2**20 and all(i.runs is not None for i in (*infos, *crowds)):
-        union, n_over = qc.run_cover(infos)
+        union, n_over, touch = qc.run_cover(infos)
         covered = qc.run_cover([*infos, *crowds])[0] if crowds else union
-        # an instance touches a pixel of two or more exactly when it intersects another instance
-        return covered, n_over, lambda: [a for k, (a, i) in enumerate(solid)
-                                         if any(qc.crop_iou(i, o) > 0 for m, (_, o) in enumerate(solid) if m != k)]
+        return covered, n_over, lambda: [a for (a, _), t in zip(solid, touch) if t]
     count = np.zeros((h, w), dtype=np.uint16)
     for i in infos:
         y0, x0, y1, x1 = i.box
