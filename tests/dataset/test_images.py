@@ -60,3 +60,29 @@ def test_plain_png_fast_path_needs_ihdr_then_idat(tmp_path):
     assert not imio._plain_png_fits(f["plain.png"], 8, 6, 47)  # over max_pixels: Pillow path gives the error
     with pytest.raises(DatasetError, match="over the limit"):
         imio.check_header(f["plain.png"], width=8, height=6, max_pixels=47)
+
+
+def test_image_path_resolves_like_pathlib(tmp_path):
+    """SplitData._resolve caches each folder's real path; the result is Path.resolve()'s, links included."""
+    import os
+
+    from segval.dataset.split import SplitData
+    from segval.dataset.taxonomy import Category, Taxonomy
+
+    img = tmp_path / "images" / "train"
+    (img / "v0").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (img / "v0" / "a.png").write_bytes(b"")
+    (tmp_path / "elsewhere" / "x.png").write_bytes(b"")
+    os.symlink(tmp_path / "elsewhere" / "x.png", img / "v0" / "link.png")
+    os.symlink(tmp_path / "elsewhere", img / "dirlink")
+    os.symlink(img / "v0", img / "inside")
+    tax = Taxonomy([Category(0, "background", (0, 0, 0), False, "stuff"), Category(1, "a", (1, 1, 1), True, "rigid")],
+                   background_id=0)
+    sd = SplitData("train", {"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]},
+                   images_dir=img, taxonomy=tax, annotation_path=tmp_path / "train.json")
+    names = ["v0/a.png", "v0/link.png", "dirlink/x.png", "inside/a.png", "v0/missing.png", "v0/../v0/a.png",
+             "./v0/a.png", "v0//a.png", "missing_dir/b.png", "/abs/c.png"]
+    for _ in range(2):  # second round: folders from the cache
+        for n in names:
+            assert sd._resolve(n) == (img / n).resolve(), n

@@ -96,6 +96,7 @@ class SplitData:
         self._valid_value[255] = True
         self._images_root = self.images_dir.resolve()
         self._paths: dict[int, Path] = {}
+        self._real_dirs: dict[Path, Path] = {}  # folder -> its resolved path
         folder = f"images/{name}/" if self.images_dir.name == name else str(self.images_dir)
         self.images, self._anns = index_coco(coco, taxonomy, path=self.annotation_path, folder=folder)
         self._by_id = {rec.id: rec for rec in self.images}
@@ -139,7 +140,7 @@ class SplitData:
         """
         p = self._paths.get(rec.id)
         if p is None:
-            p = (self.images_dir / rec.file_name).resolve()
+            p = self._resolve(rec.file_name)
             if not p.is_relative_to(self._images_root):
                 raise DatasetError(
                     f"file_name {rec.file_name!r} resolves to {p}, outside the image folder {self._images_root}; "
@@ -149,6 +150,17 @@ class SplitData:
                 )
             self._paths[rec.id] = p
         return p
+
+    def _resolve(self, file_name: str) -> Path:
+        """``(images_dir / file_name).resolve()``, resolving each folder once (many images share one)."""
+        p = self.images_dir / file_name
+        if p.name in ("", ".", "..") or ".." in PurePosixPath(file_name).parts:
+            return p.resolve()
+        real = self._real_dirs.get(p.parent)
+        if real is None:
+            real = self._real_dirs[p.parent] = p.parent.resolve()
+        q = real / p.name
+        return p.resolve() if q.is_symlink() else q  # a link: follow it as resolve() does
 
     def label_map_path(self, rec: ImageRecord) -> Path:
         """``label_maps/<split>/<file_name with .png>`` (whether or not it exists).
