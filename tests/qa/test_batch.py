@@ -10,7 +10,7 @@ from pycocotools import mask as mask_utils
 from segval.dataset import DatasetPackage, InstanceMask
 from segval.dataset.rle import parse_counts_string
 from segval.qa.batch import parse_many, split_masks
-from tests.qa.test_checks import BIG, H, W, _box, _write
+from tests.qa.test_checks import BIG, _box, _write
 
 
 def _rle(m: np.ndarray) -> bytes:
@@ -36,9 +36,9 @@ def test_parse_many_equals_one_by_one():
 
 
 def test_split_masks_equals_split_masks_per_image(tmp_path):
-    pkg = _write(tmp_path / "pkg", [("train", [InstanceMask(1, BIG), InstanceMask(2, _box(5, 5, 9, 60))], None),
-                                    ("train", [], None), ("train", [InstanceMask(1, BIG)], None),
-                                    ("train", [InstanceMask(2, _box(1, 1, 3, 3))], None)])
+    _write(tmp_path / "pkg", [("train", [InstanceMask(1, BIG), InstanceMask(2, _box(5, 5, 9, 60))], None),
+                              ("train", [], None), ("train", [InstanceMask(1, BIG)], None),
+                              ("train", [InstanceMask(2, _box(1, 1, 3, 3))], None)])
     path = tmp_path / "pkg" / "annotations" / "train.json"
     coco = json.loads(path.read_text())
     coco["annotations"][2]["segmentation"]["counts"] = "!!"  # corrupt: image 3 left to split.masks

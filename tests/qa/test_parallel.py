@@ -18,7 +18,7 @@ def test_video_chunks_keep_videos_whole():
     videos = [0, 0, 0, 1, 1, 2, None, None, None, None]
     chunks = video_chunks(videos, 4)
     assert [list(c) for c in chunks] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
-    assert video_chunks([7] * 5, 3) == [range(0, 5)]
+    assert video_chunks([7] * 5, 3) == [range(5)]
     assert video_chunks([], 3) == []
     assert [list(c) for c in video_chunks([None] * 5, 1)] == [[0, 1, 2, 3, 4]]
 

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -96,7 +97,8 @@ class SplitData:
         self._valid_value[255] = True
         self._images_root = self.images_dir.resolve()
         self._paths: dict[int, Path] = {}
-        self._real_dirs: dict[Path, Path] = {}  # folder -> its resolved path
+        self._real_dirs: dict[str, str] = {}  # folder -> its resolved path
+        self._images_dir_str = str(self.images_dir)
         folder = f"images/{name}/" if self.images_dir.name == name else str(self.images_dir)
         self.images, self._anns = index_coco(coco, taxonomy, path=self.annotation_path, folder=folder)
         self._by_id = {rec.id: rec for rec in self.images}
@@ -153,14 +155,16 @@ class SplitData:
 
     def _resolve(self, file_name: str) -> Path:
         """``(images_dir / file_name).resolve()``, resolving each folder once (many images share one)."""
-        p = self.images_dir / file_name
-        if p.name in ("", ".", "..") or ".." in PurePosixPath(file_name).parts:
-            return p.resolve()
-        real = self._real_dirs.get(p.parent)
+        head, name = os.path.split(os.path.join(self._images_dir_str, file_name))
+        if name in ("", ".", "..") or ".." in PurePosixPath(file_name).parts:
+            return (self.images_dir / file_name).resolve()
+        real = self._real_dirs.get(head)
         if real is None:
-            real = self._real_dirs[p.parent] = p.parent.resolve()
-        q = real / p.name
-        return p.resolve() if q.is_symlink() else q  # a link: follow it as resolve() does
+            real = self._real_dirs[head] = os.path.realpath(head)
+        q = os.path.join(real, name)
+        if os.path.islink(q):  # follow it as resolve() does
+            return (self.images_dir / file_name).resolve()
+        return Path(q)
 
     def label_map_path(self, rec: ImageRecord) -> Path:
         """``label_maps/<split>/<file_name with .png>`` (whether or not it exists).

@@ -232,13 +232,12 @@ def _shape_flags(cfg: QAConfig, ann_id: int, info: qc.MaskInfo) -> list[dict]:
 
 def _boxes_disjoint(infos: Sequence[qc.MaskInfo]) -> bool:
     """True when no two of the (non-empty) boxes intersect."""
-    b = np.array([i.box for i in infos], dtype=np.int64).reshape(-1, 4)
-    if len(b) < 2:
-        return True
-    y0, x0, y1, x1 = (b[:, k] for k in range(4))
-    hit = (np.maximum(y0[:, None], y0[None]) < np.minimum(y1[:, None], y1[None])) & \
-          (np.maximum(x0[:, None], x0[None]) < np.minimum(x1[:, None], x1[None]))
-    return int(np.count_nonzero(hit)) == len(b)  # only the diagonal
+    boxes = [i.box for i in infos]
+    for k, (y0, x0, y1, x1) in enumerate(boxes):
+        for b0, c0, b1, c1 in boxes[k + 1:]:
+            if max(y0, b0) < min(y1, b1) and max(x0, c0) < min(x1, c1):
+                return False
+    return True
 
 
 def _coverage(h: int, w: int, solid: Sequence[tuple[int, qc.MaskInfo]],
