@@ -156,7 +156,7 @@ class SplitData:
     def _resolve(self, file_name: str) -> Path:
         """``(images_dir / file_name).resolve()``, resolving each folder once (many images share one)."""
         head, name = os.path.split(os.path.join(self._images_dir_str, file_name))
-        if name in ("", ".", "..") or ".." in PurePosixPath(file_name).parts:
+        if name in ("", ".", "..") or ".." in file_name.split("/"):
             return (self.images_dir / file_name).resolve()
         real = self._real_dirs.get(head)
         if real is None:
