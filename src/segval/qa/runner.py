@@ -26,6 +26,9 @@ Checks (name: what trips it; default severity in ``conf/qa.yaml``):
 
 Only flagged images are listed in qa.json (``images``); counts cover every image.
 
+Images are checked over ``qa.workers`` processes (:mod:`segval.qa.parallel`; the result does not depend
+on the number), their RLEs parsed and measured a block at a time (:mod:`segval.qa.batch`).
+
 When annotations name their annotator (``attributes.annotator`` or a top-level ``annotator``, see
 :mod:`segval.qa.annotators`), qa.json gets an ``annotators`` block and qa.md a table: flag rates per
 annotator, plus agreement and correction rates per annotator when those inputs are given. Some
