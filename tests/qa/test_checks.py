@@ -289,3 +289,58 @@ def test_crowd_and_background_annotations(tmp_path):
     rep = _run(tmp_path / "b", [("train", [InstanceMask(0, BIG)], None)])
     assert len(_flags(rep, "no_segment")) == 1
     assert rep["splits"]["train"]["distribution"]["background"]["share"] == 1.0
+
+
+# ---------------------------------------------------------------------- measurements from run lengths
+def _shapes(rng, h, w):
+    """Masks that take the run-length path (one run per column) and ones that do not."""
+    disc = np.hypot(*np.mgrid[:h, :w] - np.array([h / 2, w / 3])[:, None, None]) < 5
+    tri = np.tril(np.ones((h, w), bool))[:, ::-1]
+    bottom = _box(h - 4, 2, h, 7, h, w)  # runs reach the bottom border: they go on in the next column
+    diag = np.eye(h, w, dtype=bool)  # one run per column, touching only at corners: one component
+    steps = _box(0, 0, 3, 3, h, w) | _box(4, 3, 7, 6, h, w)  # neighbouring runs 1 row apart: two components
+    two = _box(1, 1, 4, 4, h, w) | _box(1, 6, 4, 8, h, w)  # an empty column between: two components
+    holes = _box(1, 1, 9, 9, h, w)
+    holes[4, 4] = False  # two runs in a column
+    noise = [rng.random((h, w)) < p for p in (0.05, 0.5)]
+    return [disc, tri, bottom, diag, steps, two, holes, _box(3, 4, 4, 5, h, w), np.ones((h, w), bool), *noise]
+
+
+def test_rle_info_equals_decoded_measurements():
+    rng = np.random.default_rng(1)
+    h, w = 17, 12
+    fast = 0
+    for m in _shapes(rng, h, w):
+        got = qc.rle_info(np.array(_counts(m), dtype=np.int64), h, w)
+        want = qc.mask_info(m)
+        fast += got.runs is not None
+        assert (got.area, got.box, got.components, got.perimeter, got.jaggedness) == (
+            want.area, want.box, want.components, want.perimeter, want.jaggedness)
+        assert np.array_equal(qc.crop_of(got), want.crop)
+    assert fast == 4  # disc, triangle, diagonal, single pixel (the full image is one run over all columns)
+    assert qc.rle_info(np.array([h * w]), h, w).box is None
+
+
+def test_run_cover_and_crop_iou_from_runs_equal_pixel_counts():
+    rng = np.random.default_rng(2)
+    h, w = 40, 30
+    masks = []
+    for _ in range(6):
+        m = np.zeros((h, w), bool)
+        cy, cx, r = rng.integers(8, 32), rng.integers(8, 22), rng.integers(3, 9)
+        m[np.hypot(*np.mgrid[:h, :w] - np.array([cy, cx])[:, None, None]) < r] = True
+        masks.append(m)
+    masks.append(_box(38, 0, 40, 2, h, w))  # apart from the discs
+    infos = [qc.rle_info(np.array(_counts(m), dtype=np.int64), h, w) for m in masks]
+    assert all(i.runs is not None for i in infos)
+    depth = np.sum(masks, axis=0)
+    touch = [bool(np.any(m & (depth >= 2))) for m in masks]
+    assert qc.run_cover(infos) == (int(np.count_nonzero(depth >= 1)), int(np.count_nonzero(depth >= 2)), touch)
+    assert touch[-1] is False and sum(touch) >= 2
+    assert qc.run_cover([]) == (0, 0, [])
+    for a in range(6):
+        for b in range(6):
+            inter = np.count_nonzero(masks[a] & masks[b])
+            union = np.count_nonzero(masks[a] | masks[b])
+            assert qc.crop_iou(infos[a], infos[b]) == pytest.approx(inter / union)
+            assert qc.crop_iou(infos[a], qc.mask_info(masks[b])) == pytest.approx(inter / union)  # runs x crop

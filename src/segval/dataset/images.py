@@ -9,7 +9,9 @@ limit so that ours is the one applied, and a ``DecompressionBombError`` that sti
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +89,49 @@ def open_checked(
             image_id=image_id,
         )
     return im
+
+
+#: (bit depth, colour type) pairs of PNG that Pillow opens
+_PNG_MODES = {(1, 0), (2, 0), (4, 0), (8, 0), (16, 0), (8, 2), (16, 2), (1, 3), (2, 3), (4, 3), (8, 3), (8, 4), (16, 4),
+              (8, 6), (16, 6)}
+
+
+def _plain_png_fits(path: Path, width: int, height: int, max_pixels: int) -> bool:
+    """True when ``path`` is a PNG whose IHDR (CRC checked) is width x height, within both pixel
+    limits, and followed directly by IDAT: then :func:`open_checked` would pass it (Pillow reads no
+    other chunk). False means "not known": let Pillow decide."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(41)
+    except OSError:
+        return False
+    if len(head) < 41 or head[:16] != b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" or head[37:41] != b"IDAT":
+        return False
+    w, h, depth, colour, _, flt, _ = struct.unpack(">IIBBBBB", head[16:29])
+    if zlib.crc32(head[12:29]) != struct.unpack(">I", head[29:33])[0] or flt or (depth, colour) not in _PNG_MODES:
+        return False
+    limit = Image.MAX_IMAGE_PIXELS
+    return (w, h) == (width, height) and w * h <= max_pixels and (limit is None or w * h <= limit)
+
+
+def check_header(
+    path: Path,
+    *,
+    width: int,
+    height: int,
+    max_pixels: int,
+    image_id: int | None = None,
+    listed_in: Path | None = None,
+) -> None:
+    """The checks of :func:`open_checked` without keeping the image; plain PNGs from their first
+    41 bytes (no Pillow), anything else through Pillow.
+
+    Raises:
+        DatasetError: as :func:`open_checked`.
+    """
+    if not _plain_png_fits(path, width, height, max_pixels):
+        open_checked(path, width=width, height=height, max_pixels=max_pixels, image_id=image_id,
+                     listed_in=listed_in).close()
 
 
 def read_rgb(

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -96,6 +97,8 @@ class SplitData:
         self._valid_value[255] = True
         self._images_root = self.images_dir.resolve()
         self._paths: dict[int, Path] = {}
+        self._real_dirs: dict[str, str] = {}  # folder -> its resolved path
+        self._images_dir_str = str(self.images_dir)
         folder = f"images/{name}/" if self.images_dir.name == name else str(self.images_dir)
         self.images, self._anns = index_coco(coco, taxonomy, path=self.annotation_path, folder=folder)
         self._by_id = {rec.id: rec for rec in self.images}
@@ -139,7 +142,7 @@ class SplitData:
         """
         p = self._paths.get(rec.id)
         if p is None:
-            p = (self.images_dir / rec.file_name).resolve()
+            p = self._resolve(rec.file_name)
             if not p.is_relative_to(self._images_root):
                 raise DatasetError(
                     f"file_name {rec.file_name!r} resolves to {p}, outside the image folder {self._images_root}; "
@@ -149,6 +152,19 @@ class SplitData:
                 )
             self._paths[rec.id] = p
         return p
+
+    def _resolve(self, file_name: str) -> Path:
+        """``(images_dir / file_name).resolve()``, resolving each folder once (many images share one)."""
+        head, name = os.path.split(os.path.join(self._images_dir_str, file_name))
+        if name in ("", ".", "..") or ".." in file_name.split("/"):
+            return (self.images_dir / file_name).resolve()
+        real = self._real_dirs.get(head)
+        if real is None:
+            real = self._real_dirs[head] = os.path.realpath(head)
+        q = os.path.join(real, name)
+        if os.path.islink(q):  # follow it as resolve() does
+            return (self.images_dir / file_name).resolve()
+        return Path(q)
 
     def label_map_path(self, rec: ImageRecord) -> Path:
         """``label_maps/<split>/<file_name with .png>`` (whether or not it exists).
@@ -177,8 +193,8 @@ class SplitData:
 
     def check_image_header(self, rec: ImageRecord) -> None:
         """Check existence, pixel limit and size from the header only (no decoding)."""
-        imio.open_checked(self.image_path(rec), width=rec.width, height=rec.height, max_pixels=self.max_pixels,
-                          image_id=rec.id, listed_in=self.annotation_path).close()
+        imio.check_header(self.image_path(rec), width=rec.width, height=rec.height, max_pixels=self.max_pixels,
+                          image_id=rec.id, listed_in=self.annotation_path)
 
     def masks(self, rec: ImageRecord) -> list[tuple[dict[str, Any], seg.RunLengths]]:
         """Each annotation of the image with its checked run lengths.

@@ -34,14 +34,18 @@ __all__ = [
     "MaskInfo",
     "bounding_box",
     "crop_iou",
+    "crop_of",
+    "flat_runs",
     "info_from_crop",
     "jaggedness",
-    "match_instances",
     "mask_info",
+    "match_instances",
     "num_components",
     "overlap_pixels",
     "pixel_perimeter",
     "rle_crop",
+    "rle_info",
+    "run_cover",
     "track_key",
     "uncovered_fraction",
 ]
@@ -93,6 +97,9 @@ class MaskInfo:
         components: 8-connected components.
         perimeter: pixel-edge perimeter.
         jaggedness: perimeter**2 / area (0.0 when empty).
+        runs: for a mask with exactly one run per column over its box columns, ``(tops, bottoms)``
+            int64[x1 - x0] (half-open rows per column); ``crop`` is then built on first use
+            (:func:`crop_of`). None otherwise.
     """
 
     area: int
@@ -101,6 +108,48 @@ class MaskInfo:
     components: int
     perimeter: int
     jaggedness: float
+    runs: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def crop_of(info: MaskInfo) -> np.ndarray | None:
+    """The bool crop of ``info`` (built from its runs on first use and kept)."""
+    if info.crop is None and info.runs is not None:
+        tops, bottoms = info.runs
+        rows = np.arange(info.box[0], info.box[2])[:, None]
+        info.crop = (rows >= tops[None, :]) & (rows < bottoms[None, :])
+    return info.crop
+
+
+def rle_info(counts: np.ndarray, height: int, width: int) -> MaskInfo:
+    """:class:`MaskInfo` of a mask given as COCO run lengths, mostly without decoding it.
+
+    When the mask has exactly one run in each column of its box, and the runs of neighbouring
+    columns touch (8-connectivity), it is one component, and area, box and pixel-edge perimeter
+    follow from the runs: ``2 * columns`` vertical edges plus ``2 * area - 2 * sum |A_x & A_x+1|``
+    horizontal ones. Any other mask is decoded into its crop (:func:`rle_crop`). Same values as
+    ``info_from_crop(*rle_crop(counts, height, width))``.
+    """
+    c = np.asarray(counts, dtype=np.int64)
+    ends = np.cumsum(c)
+    s, e = ends[:-1:2], ends[1::2]  # foreground runs: [s, e) in column-major flat index
+    keep = e > s
+    if not keep.all():
+        s, e = s[keep], e[keep]
+    if s.size == 0:
+        return MaskInfo(0, None, None, 0, 0, 0.0)
+    col = s // height
+    if int(col[-1] - col[0]) + 1 == s.size and not np.any((e - 1) // height != col) and \
+            (s.size == 1 or np.all(col[1:] - col[:-1] == 1)):
+        tops, bottoms = s - col * height, e - col * height
+        lo = np.maximum(tops[1:], tops[:-1])
+        hi = np.minimum(bottoms[1:], bottoms[:-1])
+        if np.all(hi >= lo):  # neighbouring runs overlap or touch at a corner: one component
+            area = int((e - s).sum())
+            per = 2 * s.size + 2 * area - 2 * int(np.maximum(hi - lo, 0).sum())
+            box = (int(tops.min()), int(col[0]), int(bottoms.max()), int(col[-1]) + 1)
+            return MaskInfo(area, box, None, 1, per, float(per * per / area), (tops, bottoms))
+    box, crop = rle_crop(c, height, width)
+    return info_from_crop(box, crop)
 
 
 def mask_info(mask: np.ndarray, *, shape_checks: bool = True) -> MaskInfo:
@@ -150,6 +199,34 @@ def info_from_crop(box: Box | None, crop: np.ndarray | None, *, shape_checks: bo
     return MaskInfo(area, box, crop, num_components(crop), per, float(per * per / area))
 
 
+def flat_runs(info: MaskInfo) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground runs of a :class:`MaskInfo` with ``runs``: (starts, ends) in column-major flat
+    index of a box-height-free layout (column x at ``x * 2**20``), int64[columns] each."""
+    tops, bottoms = info.runs
+    base = np.arange(info.box[1], info.box[3], dtype=np.int64) << 20
+    return base + tops, base + bottoms
+
+
+def run_cover(infos: Sequence[MaskInfo]) -> tuple[int, int, list[bool]]:
+    """Masks that all have ``runs``: (pixels covered by one or more, pixels covered by two or more,
+    per mask whether it covers any of the latter, i.e. intersects another mask)."""
+    if not infos:
+        return 0, 0, []
+    parts = [flat_runs(i) for i in infos]
+    pos = np.concatenate([p[0] for p in parts] + [p[1] for p in parts])
+    n = len(pos) // 2
+    order = np.argsort(pos, kind="stable")  # at a tie starts come first: zero-length segments only
+    depth = np.cumsum(np.where(order < n, 1, -1))[:-1]
+    seg = np.diff(pos[order])
+    over = np.concatenate(([0], np.cumsum(np.where(depth >= 2, seg, 0))))
+    rank = np.empty(2 * n, dtype=np.int64)
+    rank[order] = np.arange(2 * n)
+    inside = over[rank[n:]] - over[rank[:n]]  # pixels of two or more inside each run
+    owner = np.repeat(np.arange(len(infos)), [len(p[0]) for p in parts])
+    touch = np.bincount(owner, weights=inside, minlength=len(infos)) > 0
+    return int(seg[depth >= 1].sum()), int(over[-1]), touch.tolist()
+
+
 def uncovered_fraction(masks: Sequence[np.ndarray], height: int, width: int) -> float:
     """Share of the image's pixels that no mask covers (the background share)."""
     total = height * width
@@ -184,7 +261,12 @@ def crop_iou(a: MaskInfo, b: MaskInfo) -> float:
     y0, x0 = max(a.box[0], b.box[0]), max(a.box[1], b.box[1])
     y1, x1 = min(a.box[2], b.box[2]), min(a.box[3], b.box[3])
     inter = 0
-    if y0 < y1 and x0 < x1:
+    if y0 < y1 and x0 < x1 and a.runs is not None and b.runs is not None:
+        ta, ba = (r[x0 - a.box[1] : x1 - a.box[1]] for r in a.runs)
+        tb, bb = (r[x0 - b.box[1] : x1 - b.box[1]] for r in b.runs)
+        inter = int(np.maximum(np.minimum(ba, bb) - np.maximum(ta, tb), 0).sum())
+    elif y0 < y1 and x0 < x1:
+        crop_of(a), crop_of(b)
         sa = a.crop[y0 - a.box[0] : y1 - a.box[0], x0 - a.box[1] : x1 - a.box[1]]
         sb = b.crop[y0 - b.box[0] : y1 - b.box[0], x0 - b.box[1] : x1 - b.box[1]]
         inter = int(np.count_nonzero(sa & sb))

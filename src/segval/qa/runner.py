@@ -26,6 +26,9 @@ Checks (name: what trips it; default severity in ``conf/qa.yaml``):
 
 Only flagged images are listed in qa.json (``images``); counts cover every image.
 
+Images are checked over ``qa.workers`` processes (:mod:`segval.qa.parallel`; the result does not depend
+on the number), their RLEs parsed and measured a block at a time (:mod:`segval.qa.batch`).
+
 When annotations name their annotator (``attributes.annotator`` or a top-level ``annotator``, see
 :mod:`segval.qa.annotators`), qa.json gets an ``annotators`` block and qa.md a table: flag rates per
 annotator, plus agreement and correction rates per annotator when those inputs are given. Some
@@ -37,7 +40,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,8 @@ SPLIT_CHECKS = ("class_drift",)
 DATASET_CHECKS = ("class_count",)
 CHECKS = IMAGE_CHECKS + SPLIT_CHECKS + DATASET_CHECKS
 FAIL_ON = (*SEVERITIES, "never")
+#: with ``workers: auto``, splits with fewer images are checked in this process
+AUTO_MIN_IMAGES = 500
 
 
 #: the defaults of QAConfig: conf/qa.yaml's qa: block
@@ -83,6 +88,8 @@ class QAConfig:
     count_base: int = _DEFAULTS["count_base"]
     count_factors: Mapping[str, float] = field(default_factory=lambda: dict(_DEFAULTS["count_factors"]))
     annotator_missing: str = _DEFAULTS["annotator_missing"]
+    #: processes checking images ("auto" or >= 1); not part of the result (left out of to_dict)
+    workers: Any = _DEFAULTS["workers"]
 
     @classmethod
     def from_mapping(cls, m: Mapping[str, Any]) -> QAConfig:
@@ -131,9 +138,13 @@ class QAConfig:
         if isinstance(self.count_base, bool) or not isinstance(self.count_base, int) or self.count_base < 1:
             raise ConfigError(f"qa.count_base must be an integer >= 1, got {self.count_base!r}")
         check_factors(self.count_factors)
+        from segval.qa.parallel import resolve_workers
+
+        resolve_workers(self.workers)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.__dict__.items()}
+        """The thresholds and severities (``workers`` left out: it changes no result)."""
+        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.__dict__.items() if k != "workers"}
 
 
 def _flag(cfg: QAConfig, check: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -141,8 +152,12 @@ def _flag(cfg: QAConfig, check: str, message: str, **extra: Any) -> dict[str, An
 
 
 # ---------------------------------------------------------------------- per image
-def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None) -> tuple[list[dict], dict]:
+def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None,
+                items: list | None = None, infos: list | None = None) -> tuple[list[dict], dict]:
     """Run the per-image checks on one image of a :class:`SplitData`.
+
+    ``items``: ``split.masks(rec)`` when already parsed (:func:`segval.qa.batch.split_masks`);
+    ``infos``: their :class:`~segval.qa.checks.MaskInfo` when already measured (None entries: not).
 
     Returns:
         (flags, state) where state holds ``tracks`` (for temporal IoU) and per-category
@@ -157,17 +172,16 @@ def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None) 
         except DatasetError as err:
             flags.append(_flag(cfg, "format", str(err)))
     try:
-        items = split.masks(rec)
+        if items is None:
+            items = split.masks(rec)
     except DatasetError as err:
         flags.append(_flag(cfg, "format", str(err)))
         state["ok"] = False
         return flags, state
-    # per image: a count of non-crowd instances per pixel (overlaps), crowd regions apart (coverage)
-    count = np.zeros((h, w), dtype=np.uint16)
-    crowd_cover: np.ndarray | None = None
     n_fg = 0
     solid: list[tuple[int, qc.MaskInfo]] = []  # (annotation id, info) of non-crowd instances
-    for ann, rl in items:
+    crowds: list[qc.MaskInfo] = []
+    for j, (ann, rl) in enumerate(items):
         cat = int(ann["category_id"])
         ann_id = int(ann["id"])
         crowd = int(ann.get("iscrowd", 0) or 0) == 1
@@ -177,50 +191,84 @@ def check_image(split: Any, rec: Any, cfg: QAConfig, background_id: int | None) 
             continue
         state["pixels"][cat] += rl.area
         n_fg += 1
-        box, crop = qc.rle_crop(rl.counts, rl.height, rl.width)
-        if box is None:
+        info = infos[j] if infos is not None and infos[j] is not None else qc.rle_info(rl.counts, rl.height, rl.width)
+        if info.box is None:
             continue
-        y0, x0, y1, x1 = box
         if crowd:
-            if crowd_cover is None:
-                crowd_cover = np.zeros((h, w), dtype=bool)
-            crowd_cover[y0:y1, x0:x1] |= crop
+            crowds.append(info)
             continue
-        info = qc.info_from_crop(box, crop)
-        count[y0:y1, x0:x1] += crop
         solid.append((ann_id, info))
         state["tracks"].append((cat, qc.track_key(ann), info, ann_id))
-        if info.area < cfg.min_mask_px:
-            flags.append(_flag(cfg, "small_mask", f"annotation {ann_id}: {info.area} px < {cfg.min_mask_px}",
-                               annotation_id=ann_id, value=info.area, threshold=cfg.min_mask_px))
-        if info.components > cfg.max_components:
-            flags.append(_flag(cfg, "fragmented",
-                               f"annotation {ann_id}: {info.components} connected components > {cfg.max_components}",
-                               annotation_id=ann_id, value=info.components, threshold=cfg.max_components))
-        if info.jaggedness > cfg.max_jaggedness:
-            flags.append(_flag(cfg, "jagged",
-                               f"annotation {ann_id}: perimeter²/area {info.jaggedness:.1f} > {cfg.max_jaggedness:g}",
-                               annotation_id=ann_id, value=round(info.jaggedness, 2), threshold=cfg.max_jaggedness))
+        flags += _shape_flags(cfg, ann_id, info)
     if n_fg == 0:
         flags.append(_flag(cfg, "no_segment", "no annotated segment (besides background)", value=0, threshold=1))
-    covered_mask = count > 0
-    if crowd_cover is not None:
-        covered_mask |= crowd_cover
-    covered = int(np.count_nonzero(covered_mask))
+    covered, n_over, touching = _coverage(h, w, solid, crowds)
     bg = 1.0 - covered / (h * w) if h * w else 0.0
     if n_fg and bg > cfg.background_max:
         flags.append(_flag(cfg, "background", f"background {bg:.1%} > {cfg.background_max:.0%}",
                            value=round(bg, 4), threshold=cfg.background_max))
     if background_id is not None:
         state["pixels"][background_id] += h * w - covered
-    if len(solid) > 1:
-        multi = count > 1
-        n_over = int(np.count_nonzero(multi))
-        if n_over > cfg.max_overlap_px:
-            ids = [a for a, i in solid if np.any(multi[i.box[0]:i.box[2], i.box[1]:i.box[3]] & i.crop)]
-            flags.append(_flag(cfg, "overlap", f"{n_over} px covered by two or more instances (annotations {ids})",
+    if len(solid) > 1 and n_over > cfg.max_overlap_px:
+        ids = touching()
+        flags.append(_flag(cfg, "overlap", f"{n_over} px covered by two or more instances (annotations {ids})",
                                annotation_ids=ids, value=n_over, threshold=cfg.max_overlap_px))
     return flags, state
+
+
+def _shape_flags(cfg: QAConfig, ann_id: int, info: qc.MaskInfo) -> list[dict]:
+    """``small_mask`` / ``fragmented`` / ``jagged`` flags of one non-crowd instance."""
+    flags = []
+    if info.area < cfg.min_mask_px:
+        flags.append(_flag(cfg, "small_mask", f"annotation {ann_id}: {info.area} px < {cfg.min_mask_px}",
+                           annotation_id=ann_id, value=info.area, threshold=cfg.min_mask_px))
+    if info.components > cfg.max_components:
+        flags.append(_flag(cfg, "fragmented",
+                           f"annotation {ann_id}: {info.components} connected components > {cfg.max_components}",
+                           annotation_id=ann_id, value=info.components, threshold=cfg.max_components))
+    if info.jaggedness > cfg.max_jaggedness:
+        flags.append(_flag(cfg, "jagged",
+                           f"annotation {ann_id}: perimeter²/area {info.jaggedness:.1f} > {cfg.max_jaggedness:g}",
+                           annotation_id=ann_id, value=round(info.jaggedness, 2), threshold=cfg.max_jaggedness))
+    return flags
+
+
+def _boxes_disjoint(infos: Sequence[qc.MaskInfo]) -> bool:
+    """True when no two of the (non-empty) boxes intersect."""
+    boxes = [i.box for i in infos]
+    for k, (y0, x0, y1, x1) in enumerate(boxes):
+        for b0, c0, b1, c1 in boxes[k + 1:]:
+            if max(y0, b0) < min(y1, b1) and max(x0, c0) < min(x1, c1):
+                return False
+    return True
+
+
+def _coverage(h: int, w: int, solid: Sequence[tuple[int, qc.MaskInfo]],
+              crowds: Sequence[qc.MaskInfo]) -> tuple[int, int, Callable[[], list[int]]]:
+    """Pixels covered by any instance (crowd ones included); pixels covered by two or more
+    non-crowd instances; and a function giving the ids of the non-crowd instances touching those.
+
+    Disjoint boxes, or masks that all have ``runs`` (:func:`segval.qa.checks.rle_info`), need no
+    image-size array.
+    """
+    infos = [i for _, i in solid]
+    if _boxes_disjoint([*infos, *crowds]):
+        return sum(i.area for i in infos) + sum(i.area for i in crowds), 0, list
+    if h < 2**20 and all(i.runs is not None for i in (*infos, *crowds)):
+        union, n_over, touch = qc.run_cover(infos)
+        covered = qc.run_cover([*infos, *crowds])[0] if crowds else union
+        return covered, n_over, lambda: [a for (a, _), t in zip(solid, touch) if t]
+    count = np.zeros((h, w), dtype=np.uint16)
+    for i in infos:
+        y0, x0, y1, x1 = i.box
+        count[y0:y1, x0:x1] += qc.crop_of(i)
+    covered_mask = count > 0
+    for i in crowds:
+        y0, x0, y1, x1 = i.box
+        covered_mask[y0:y1, x0:x1] |= qc.crop_of(i)
+    multi = count > 1
+    return int(np.count_nonzero(covered_mask)), int(np.count_nonzero(multi)), lambda: [
+        a for a, i in solid if np.any(multi[i.box[0]:i.box[2], i.box[1]:i.box[3]] & qc.crop_of(i))]
 
 
 def temporal_flags(prev: Sequence[tuple], cur: Sequence[tuple], cfg: QAConfig, prev_image_id: int) -> list[dict]:
@@ -283,8 +331,6 @@ def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, prog
     ``agreement`` (a ``segval agreement`` result, one set per annotator) and ``corrections``
     (:func:`segval.qa.annotators.correction_rates`) add columns to the per-annotator table.
     """
-    from tqdm import tqdm
-
     from segval.qa.annotators import annotator_index, annotator_report
 
     t0 = time.perf_counter()
@@ -308,16 +354,10 @@ def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, prog
         sev_counts: Counter = Counter()
         dist: Counter = Counter()
         flagged = 0
-        prev_video, prev_tracks, prev_id = None, None, None
-        for k in tqdm(order, desc=f"qa {s}", unit="img", disable=not progress, mininterval=2.0):
+        results = _check_images(sd, order, cfg, bg_id, progress=progress)
+        for k, (flags, measure) in zip(order, results):
             rec = sd.images[k]
-            flags, state = check_image(sd, rec, cfg, bg_id)
-            if rec.video_id is not None:
-                if prev_video == rec.video_id and prev_tracks is not None and state["ok"]:
-                    flags += temporal_flags(prev_tracks, state["tracks"], cfg, prev_id)
-                prev_video, prev_id = rec.video_id, rec.id
-                prev_tracks = state["tracks"] if state["ok"] else None
-            dist.update(state[cfg.drift_measure])
+            dist.update(measure)
             if flags:
                 flagged += 1
                 for f in flags:
@@ -381,6 +421,51 @@ def run_qa(pkg: Any, cfg: QAConfig, *, splits: Sequence[str] | None = None, prog
     }
     report["annotators"] = annotator_report(report, pkg, who, agreement=agreement, corrections=corrections)
     return report
+
+
+def _check_run(sd: Any, ks: Sequence[int], cfg: QAConfig, bg_id: int | None) -> list[tuple[list[dict], Counter]]:
+    """(flags, class measure) of the images ``ks`` of a split, checked in this order (temporal IoU
+    compares each video frame with the frame before it in ``ks``)."""
+    out = []
+    prev_video, prev_tracks, prev_id = None, None, None
+    recs = [sd.images[k] for k in ks]
+    for rec, items, infos in _measured(sd, recs, bg_id):
+        flags, state = check_image(sd, rec, cfg, bg_id, items, infos)
+        if rec.video_id is not None:
+            if prev_video == rec.video_id and prev_tracks is not None and state["ok"]:
+                flags += temporal_flags(prev_tracks, state["tracks"], cfg, prev_id)
+            prev_video, prev_id = rec.video_id, rec.id
+            prev_tracks = state["tracks"] if state["ok"] else None
+        out.append((flags, state[cfg.drift_measure]))
+    return out
+
+
+def _measured(sd: Any, recs: Sequence[Any], bg_id: int | None, block: int = 256) -> Iterator[tuple]:
+    """(rec, items or None, infos or None) per image: RLEs parsed and measured ``block`` images at a time."""
+    from segval.qa.batch import image_infos, split_masks
+
+    for b in range(0, len(recs), block):
+        part = recs[b:b + block]
+        items = split_masks(sd, part)
+        yield from zip(part, items, image_infos(items, bg_id))
+
+
+def _check_images(sd: Any, order: Sequence[int], cfg: QAConfig, bg_id: int | None, *,
+                  progress: bool) -> list[tuple[list[dict], Counter]]:
+    """:func:`_check_run` over ``order``, in chunks that keep each video whole, over ``cfg.workers``
+    processes; the same result as one run in this process."""
+    from tqdm import tqdm
+
+    from segval.qa.parallel import map_ordered, resolve_workers, video_chunks
+
+    workers = resolve_workers(cfg.workers)
+    if cfg.workers == "auto" and len(order) < AUTO_MIN_IMAGES:
+        workers = 1  # starting processes costs more than it saves
+    chunks = video_chunks([sd.images[k].video_id for k in order], 8 * workers if workers > 1 else 1)
+    with tqdm(total=len(order), desc=f"qa {sd.name}", unit="img", disable=not progress, mininterval=2.0) as bar:
+        parts = map_ordered(lambda r: _check_run(sd, [order[i] for i in r], cfg, bg_id), chunks, workers,
+                            done=lambda r: bar.update(len(r)))
+    return [x for part in parts for x in part]
 
 
 def _class_count_check(pkg: Any, splits: Sequence[str], cfg: QAConfig) -> dict[str, Any]:

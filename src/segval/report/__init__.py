@@ -12,15 +12,24 @@
 
 from __future__ import annotations
 
-from segval.report.mosaic import MosaicItem, render_mosaic, select_worst_images
-from segval.report.plots import (
-    boundary_scatter,
-    confusion_heatmap,
-    frequency_scatter,
-    iou_bars,
-    report_plots,
-)
-from segval.report.analyze import ReportInputs, render_html, render_markdown, write_report
+import importlib
+from typing import Any
+
+#: public name -> module; imported on first use, so that ``segval.report.markdown_safe`` (used by
+#: ``segval qa``) does not pull in matplotlib
+_LAZY = {
+    "MosaicItem": "mosaic", "render_mosaic": "mosaic", "select_worst_images": "mosaic",
+    "boundary_scatter": "plots", "confusion_heatmap": "plots", "frequency_scatter": "plots", "iou_bars": "plots",
+    "report_plots": "plots",
+    "ReportInputs": "analyze", "render_html": "analyze", "render_markdown": "analyze", "write_report": "analyze",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"segval.report.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'segval.report' has no attribute {name!r}")
+
 
 __all__ = [
     "MosaicItem",
