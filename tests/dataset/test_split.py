@@ -173,3 +173,14 @@ def test_instances_unchanged_by_batched_parse(tmp_path: Path) -> None:
             expect = mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}).astype(bool)
             np.testing.assert_array_equal(inst.mask, expect)
     assert math.isclose(split._rle_cache_nbytes, sum(r.counts.nbytes for r in split._rle_cache.values()))
+
+
+@pytest.mark.parametrize("size", [[float(H), W], [W, H], (H, W, 1)])
+def test_bad_rle_size_named_in_a_batch(tmp_path: Path, size) -> None:
+    """A compressed RLE whose size is not [H, W] as ints is left to the one-by-one decoder, which names it."""
+    anns = hand_built()
+    anns.append(ann(78, 7, {"size": size, "counts": hand_built()[1]["segmentation"]["counts"]}))
+    split = make_split(tmp_path, anns)
+    with pytest.raises(DatasetError) as err:
+        split.semantic_target(split.image(1))
+    assert err.value.annotation_id == 78 and "size" in str(err.value)

@@ -195,9 +195,7 @@ class SplitData:
         """Run lengths of the annotations that are compressed RLE at the image size, parsed
         together (:func:`~segval.dataset.rle.from_counts_strings`), by annotation id; empty when
         one is corrupt (each is then decoded alone, which names the culprit)."""
-        size = [rec.height, rec.width]
-        ok = [a for a in anns if isinstance(seg_ := a.get("segmentation"), Mapping) and seg_.get("size") == size
-              and isinstance(seg_.get("counts"), (str, bytes))]
+        ok = [a for a in anns if _is_compressed_rle(a.get("segmentation"), rec.height, rec.width)]
         if len(ok) < 2:
             return {}
         try:
@@ -206,7 +204,8 @@ class SplitData:
             return {}
         return {a["id"]: rl for a, rl in zip(ok, runs)}
 
-    def _run_lengths(self, ann: Mapping[str, Any], rec: ImageRecord, rl: seg.RunLengths | None = None) -> seg.RunLengths:
+    def _run_lengths(self, ann: Mapping[str, Any], rec: ImageRecord,
+                     rl: seg.RunLengths | None = None) -> seg.RunLengths:
         """The annotation's run lengths: cached, else ``rl`` (already parsed) or decoded, then cached."""
         ann_id = ann["id"]
         cached = self._rle_cache.get(ann_id)
@@ -276,3 +275,13 @@ class SplitData:
         """
         return imio.read_label_map(self.label_map_path(rec), width=rec.width, height=rec.height,
                                    valid=self._valid_value, image_id=rec.id, max_pixels=self.max_pixels)
+
+
+def _is_compressed_rle(segm: Any, height: int, width: int) -> bool:
+    """True for a compressed RLE ``{"size": [height, width], "counts": str}`` (the size checked as
+    :func:`~segval.dataset.segmentation.decode_segmentation` checks it)."""
+    if not isinstance(segm, Mapping) or not isinstance(segm.get("counts"), (str, bytes)):
+        return False
+    size = segm.get("size")
+    return (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size)
+            and size[0] == height and size[1] == width)
