@@ -159,9 +159,9 @@ _CHAR_KIND, _CHAR_PAYLOAD = _char_tables()
 def _parse_concatenated(raw: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """:func:`parse_counts_string` of each string at once: ``(counts int64[K], offsets int64[N + 1])``,
     string i's counts being ``counts[offsets[i]:offsets[i + 1]]``. Every string holds at least one value."""
-    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
-    if lengths.min() == 0:
+    if not all(raw):
         raise ValueError("empty counts string")
+    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
     b = np.frombuffer(b"".join(raw), dtype=np.uint8)
     kind = _CHAR_KIND[b]
     if kind.max() > 1:
@@ -170,22 +170,20 @@ def _parse_concatenated(raw: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     if kind[char_end - 1].any():  # no value runs on into the next string
         raise ValueError("counts string ends in the middle of a value")
     value_end = np.flatnonzero(kind == 0)
-    value_start = np.empty_like(value_end)
-    value_start[0] = 0
-    value_start[1:] = value_end[:-1] + 1
+    value_start = np.concatenate(([0], value_end[:-1] + 1))
     groups = value_end - value_start + 1
     if groups.max() > 12:  # 60 bits: far beyond any image
         raise ValueError("counts string has a value too long to be a run length")
     shift = 5 * (np.arange(b.size) - np.repeat(value_start, groups))  # 5 * group index in its value
     x = np.add.reduceat(_CHAR_PAYLOAD[b] << shift, value_start)
-    per_string = np.diff(np.searchsorted(value_end, char_end), prepend=0)
-    offsets = np.concatenate(([0], np.cumsum(per_string)))
+    offsets = np.concatenate(([0], np.searchsorted(value_end, char_end)))  # values before each string's end
+    per_string = np.diff(offsets)
     # undo the delta coding: cnts[m] = x[m] + cnts[m - 2] for m > 2 (m: value index in its string).
     # Running sums over every other value of the whole array give each chain's sums after
     # subtracting the sum before the chain's head (m = 1 for odd m, m = 2 for even m, m = 0 alone).
     first = np.repeat(offsets[:-1], per_string)
     m = np.arange(x.size) - first
-    head = first + np.where(m == 0, 0, 2 - (m & 1))
+    head = first + np.minimum(m, 2 - (m & 1))  # m = 0: itself; odd m: m = 1; even m: m = 2
     total = np.empty_like(x)
     total[0::2] = np.cumsum(x[0::2])
     total[1::2] = np.cumsum(x[1::2])

@@ -144,8 +144,9 @@ def paint_runs(
                 f"annotation id {ann_id}: mask size [{rl.height}, {rl.width}] != image size [{height}, {width}]"
             )
     starts, ends, owner = _foreground_runs(runs)
-    counted = np.bincount(owner, weights=ends - starts, minlength=len(runs)).astype(np.int64).tolist()
-    order = paint_order(counted if areas is None else areas, ann_ids)
+    if areas is None:
+        areas = np.bincount(owner, weights=ends - starts, minlength=len(runs)).astype(np.int64).tolist()
+    order = paint_order(areas, ann_ids)
     cats = [int(category_ids[i]) for i in order]
     for i, cat in zip(order, cats):
         if not 0 <= cat <= IGNORE:
@@ -171,6 +172,7 @@ def _foreground_runs(runs: Sequence[RunLengths]) -> tuple[np.ndarray, np.ndarray
     owner = np.repeat(np.arange(len(runs)), sizes)
     ends = np.cumsum(counts, dtype=np.int64)
     ends -= np.concatenate(([0], ends))[first][owner]  # pixel offset of each run's end in its mask
-    fg = (((np.arange(counts.size) - first[owner]) & 1) == 1) & (counts > 0)  # odd position in its mask
+    # foreground = odd position in its mask (empty runs may stay: they cover no interval)
+    fg = ((np.arange(counts.size) - first[owner]) & 1).astype(bool)
     ends = ends[fg]
     return ends - counts[fg], ends, owner[fg]
