@@ -133,3 +133,53 @@ def test_rasterize_many_runs_matches_bool_path():
     for i in paint_order(areas, [0, 1, 2]):
         ref[masks[i]] = i + 1
     np.testing.assert_array_equal(a, ref)
+
+
+def test_batched_counts_parser_matches_one_by_one():
+    """from_counts_strings == from_counts_string per string, over many images (delta chains, multi-
+    character and negative values, masks starting with foreground, all-zero / all-one masks)."""
+    rng = np.random.default_rng(7)
+    for i in range(150):
+        h, w = (int(v) for v in rng.integers(1, 300 if i % 10 == 0 else 40, 2))
+        masks = [rng.random((h, w)) < rng.random() for _ in range(int(rng.integers(1, 7)))]
+        masks[0][:] = bool(i % 2) if i % 5 == 0 else masks[0]
+        masks[-1][0, 0] = True
+        strings = [mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))["counts"] for m in masks]
+        strings = [s.decode() if k % 2 else s for k, s in enumerate(strings)]  # str and bytes
+        batched = rle.from_counts_strings(strings, h, w)
+        assert len(batched) == len(strings)
+        for s, m, rl in zip(strings, masks, batched):
+            np.testing.assert_array_equal(rl.counts, rle.from_counts_string(s, h, w).counts)
+            np.testing.assert_array_equal(rl.decode(), m)
+            assert rl.counts.dtype == np.int32
+    assert rle.from_counts_strings([], 3, 4) == []
+
+
+@pytest.mark.parametrize("bad", ["", "0", "1P", "3\x7f", "é", "P", "oooooooooooooo0"])
+def test_batched_counts_parser_rejects_corrupt(bad):
+    good = mask_utils.encode(np.asfortranarray(np.eye(6, 5, dtype=np.uint8)))["counts"]
+    with pytest.raises(ValueError):
+        rle.from_counts_strings([good, bad, good], 6, 5)
+    with pytest.raises(ValueError):
+        rle.from_counts_string(bad, 6, 5)
+
+
+def test_paint_runs_matches_pixel_painting():
+    """The interval painter vs painting decoded masks pixel by pixel (overlaps, ties, empty masks)."""
+    from segval.dataset.semantic import paint_runs
+
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        masks = [rng.random((h, w)) < rng.choice([0.0, 0.1, 0.6, 1.0]) for _ in range(int(rng.integers(1, 8)))]
+        cats = [int(c) for c in rng.integers(0, 255, len(masks))]
+        ids = [int(v) for v in rng.permutation(100)[: len(masks)]]
+        areas = [int(m.sum()) for m in masks]
+        got = paint_runs(h, w, [rle.from_mask(m) for m in masks], cats, None, ids, None)
+        ref = np.full((h, w), 255, np.uint8)
+        for i in paint_order(areas, ids):
+            ref[masks[i]] = cats[i]
+        np.testing.assert_array_equal(got, ref)
+        assert got.flags.c_contiguous
+    with pytest.raises(ValueError, match="mask size"):
+        paint_runs(2, 3, [rle.from_mask(np.zeros((3, 2), bool))], [1], None, [5], 0)

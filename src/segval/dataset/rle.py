@@ -16,6 +16,7 @@ negative (a corrupt string) raise :class:`ValueError` instead of yielding garbag
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,78 @@ def parse_counts_string(counts: str | bytes) -> np.ndarray:
     if cnts.size > 4:
         cnts[4::2] = np.cumsum(x[2::2])[1:]
     return cnts
+
+
+def from_counts_strings(strings: Sequence[str | bytes], height: int, width: int) -> list[RunLengths]:
+    """Parse and check several compressed RLEs of one image in a single vectorised pass.
+
+    Same result as ``[from_counts_string(s, height, width) for s in strings]``, without a round
+    of numpy calls per string (an image's annotations cost about as much as one). The counts are
+    views into one array: int32 when ``height * width < 2**31``, else int64.
+
+    Raises:
+        ValueError: any string is corrupt (which one is not said: parse it with
+            :func:`from_counts_string` for the message).
+    """
+    if not strings:
+        return []
+    raw = [s.encode("ascii") if isinstance(s, str) else bytes(s) for s in strings]  # UnicodeError is a ValueError
+    cnts, offsets = _parse_concatenated(raw)
+    if cnts.size and cnts.min() < 0:
+        raise ValueError("RLE counts contain negative run lengths (corrupt counts)")
+    if np.any(np.add.reduceat(cnts, offsets[:-1]) != height * width):
+        raise ValueError(f"RLE counts do not cover the {height * width} pixels of size [{height}, {width}]")
+    if height * width < 2**31:
+        cnts = cnts.astype(np.int32)
+    bounds = offsets.tolist()
+    return [RunLengths(int(height), int(width), cnts[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _char_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per byte value: its kind (0 = last 5-bit group of a value, 1 = more groups follow, 2 = not in
+    the alphabet) and its 5-bit payload, sign-extended in a last group (so a value is the plain
+    sum of ``payload << 5 * group index``)."""
+    c = np.arange(256) - 48
+    kind = np.where((c < 0) | (c > 63), 2, (c & 0x20) >> 5).astype(np.int8)
+    payload = (c & 0x1F) - np.where((kind == 0) & ((c & 0x10) != 0), 32, 0)
+    return kind, payload.astype(np.int64)
+
+
+_CHAR_KIND, _CHAR_PAYLOAD = _char_tables()
+
+
+def _parse_concatenated(raw: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`parse_counts_string` of each string at once: ``(counts int64[K], offsets int64[N + 1])``,
+    string i's counts being ``counts[offsets[i]:offsets[i + 1]]``. Every string holds at least one value."""
+    if not all(raw):
+        raise ValueError("empty counts string")
+    lengths = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+    b = np.frombuffer(b"".join(raw), dtype=np.uint8)
+    kind = _CHAR_KIND[b]
+    if kind.max() > 1:
+        raise ValueError("counts string has characters outside the COCO RLE alphabet ('0'..'o')")
+    char_end = np.cumsum(lengths)
+    if kind[char_end - 1].any():  # no value runs on into the next string
+        raise ValueError("counts string ends in the middle of a value")
+    value_end = np.flatnonzero(kind == 0)
+    value_start = np.concatenate(([0], value_end[:-1] + 1))
+    groups = value_end - value_start + 1
+    if groups.max() > 12:  # 60 bits: far beyond any image
+        raise ValueError("counts string has a value too long to be a run length")
+    shift = 5 * (np.arange(b.size) - np.repeat(value_start, groups))  # 5 * group index in its value
+    x = np.add.reduceat(_CHAR_PAYLOAD[b] << shift, value_start)
+    offsets = np.concatenate(([0], np.searchsorted(value_end, char_end)))  # values before each string's end
+    per_string = np.diff(offsets)
+    # undo the delta coding: cnts[m] = x[m] + cnts[m - 2] for m > 2 (m: value index in its string).
+    # Running sums over every other value of the whole array give each chain's sums after
+    # subtracting the sum before the chain's head (m = 1 for odd m, m = 2 for even m, m = 0 alone).
+    first = np.repeat(offsets[:-1], per_string)
+    m = np.arange(x.size) - first
+    head = first + np.minimum(m, 2 - (m & 1))  # m = 0: itself; odd m: m = 1; even m: m = 2
+    total = np.empty_like(x)
+    total[0::2] = np.cumsum(x[0::2])
+    total[1::2] = np.cumsum(x[1::2])
+    return total - total[head] + x[head], offsets
 
 
 def check_counts(counts: np.ndarray, height: int, width: int) -> None:

@@ -21,7 +21,8 @@ from segval.dataset import images as imio
 from segval.dataset import segmentation as seg
 from segval.dataset.coco import ImageRecord, index_coco
 from segval.dataset.coco_dialects import bbox_ignore_mask
-from segval.dataset.semantic import IGNORE, rasterize_semantic
+from segval.dataset.rle import from_counts_strings
+from segval.dataset.semantic import IGNORE, paint_runs
 from segval.dataset.taxonomy import Taxonomy
 from segval.errors import ConfigError, DatasetError
 
@@ -202,18 +203,37 @@ class SplitData:
         Raises:
             DatasetError: RLE size != image size, corrupt counts, polygon with < 3 points, ...
         """
-        return [(a, self._run_lengths(a, rec)) for a in self._anns.get(rec.id, [])]
+        anns = self._anns.get(rec.id, [])
+        parsed = self._parse_compressed([a for a in anns if a["id"] not in self._rle_cache], rec)
+        return [(a, self._run_lengths(a, rec, parsed.get(a["id"]))) for a in anns]
 
-    def _run_lengths(self, ann: Mapping[str, Any], rec: ImageRecord) -> seg.RunLengths:
+    def _parse_compressed(self, anns: list[dict[str, Any]], rec: ImageRecord) -> dict[Any, seg.RunLengths]:
+        """Run lengths of the annotations that are compressed RLE at the image size, parsed
+        together (:func:`~segval.dataset.rle.from_counts_strings`), by annotation id; empty when
+        one is corrupt (each is then decoded alone, which names the culprit)."""
+        ok = [a for a in anns if _is_compressed_rle(a.get("segmentation"), rec.height, rec.width)]
+        if len(ok) < 2:
+            return {}
+        try:
+            runs = from_counts_strings([a["segmentation"]["counts"] for a in ok], rec.height, rec.width)
+        except ValueError:
+            return {}
+        return {a["id"]: rl for a, rl in zip(ok, runs)}
+
+    def _run_lengths(self, ann: Mapping[str, Any], rec: ImageRecord,
+                     rl: seg.RunLengths | None = None) -> seg.RunLengths:
+        """The annotation's run lengths: cached, else ``rl`` (already parsed) or decoded, then cached."""
         ann_id = ann["id"]
-        rl = self._rle_cache.get(ann_id)
+        cached = self._rle_cache.get(ann_id)
+        if cached is not None:
+            return cached
         if rl is None:
             rl = seg.decode_segmentation(ann, rec.height, rec.width, path=self.annotation_path, image_id=rec.id)
-            if rec.height * rec.width < 2**31:
-                rl = seg.RunLengths(rl.height, rl.width, rl.counts.astype(np.int32))
-            if self._rle_cache_nbytes + rl.counts.nbytes <= self.rle_cache_bytes:
-                self._rle_cache[ann_id] = rl
-                self._rle_cache_nbytes += rl.counts.nbytes
+        if rec.height * rec.width < 2**31 and rl.counts.dtype != np.int32:
+            rl = seg.RunLengths(rl.height, rl.width, rl.counts.astype(np.int32))
+        if self._rle_cache_nbytes + rl.counts.nbytes <= self.rle_cache_bytes:
+            self._rle_cache[ann_id] = rl
+            self._rle_cache_nbytes += rl.counts.nbytes
         return rl
 
     def instances(self, rec: ImageRecord) -> list[Instance]:
@@ -235,19 +255,25 @@ class SplitData:
             uint8[H, W] of TRAIN INDICES, 255 = ignore.
         """
         if source == "coco":
-            masks = self.masks(rec)
-            items = [(int(a["category_id"]), rl, rl.area, int(a["id"])) for a, rl in masks]
-            ids = rasterize_semantic(rec.height, rec.width, items, self.taxonomy.background_id)
-            ignore = self.ignore_mask(rec)
-            if ignore is not None:
-                for _, rl in masks:  # annotated pixels keep their label: an ignore box never erases an object
-                    ignore &= ~rl.decode()
-                ids[ignore] = IGNORE
-        elif source == "label_map":
-            ids = self.read_label_map(rec)
-        else:
-            raise ConfigError(f"source must be 'coco' or 'label_map', got {source!r}")
-        return self._lut[ids]
+            return self._coco_target(rec)
+        if source == "label_map":
+            return self._lut[self.read_label_map(rec)]
+        raise ConfigError(f"source must be 'coco' or 'label_map', got {source!r}")
+
+    def _coco_target(self, rec: ImageRecord) -> np.ndarray:
+        """The COCO side of :meth:`semantic_target`: train indices are painted directly (the
+        lookup table maps pixel by pixel, so mapping before painting gives the same target)."""
+        masks = self.masks(rec)
+        lut = self._lut
+        background = self.taxonomy.background_id
+        target = paint_runs(rec.height, rec.width, [rl for _, rl in masks], [lut[a["category_id"]] for a, _ in masks],
+                            None, [int(a["id"]) for a, _ in masks], lut[IGNORE if background is None else background])
+        ignore = self.ignore_mask(rec)
+        if ignore is not None:
+            for _, rl in masks:  # annotated pixels keep their label: an ignore box never erases an object
+                ignore &= ~rl.decode()
+            target[ignore] = IGNORE
+        return target
 
     def ignore_mask(self, rec: ImageRecord) -> np.ndarray | None:
         """bool[H, W] of the image's ignore boxes (before annotations are taken out), or None without any."""
@@ -265,3 +291,13 @@ class SplitData:
         """
         return imio.read_label_map(self.label_map_path(rec), width=rec.width, height=rec.height,
                                    valid=self._valid_value, image_id=rec.id, max_pixels=self.max_pixels)
+
+
+def _is_compressed_rle(segm: Any, height: int, width: int) -> bool:
+    """True for a compressed RLE ``{"size": [height, width], "counts": str}`` (the size checked as
+    :func:`~segval.dataset.segmentation.decode_segmentation` checks it)."""
+    if not isinstance(segm, Mapping) or not isinstance(segm.get("counts"), (str, bytes)):
+        return False
+    size = segm.get("size")
+    return (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(v, int) for v in size)
+            and size[0] == height and size[1] == width)
