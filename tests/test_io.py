@@ -97,7 +97,7 @@ def test_temporaries_of_killed_processes_are_removed_live_ones_kept(tmp_path: Pa
 def test_files_get_the_usual_permissions(tmp_path: Path) -> None:
     p = sio.write_text(tmp_path / "a.txt", "x")
     assert p.stat().st_mode & 0o777 == sio.FILE_MODE
-    with sio.atomic_dir(tmp_path / "d") as tmp:
+    with sio.atomic_dir(tmp_path / "d"):
         pass
     assert (tmp_path / "d").stat().st_mode & 0o777 == sio.DIR_MODE
 
