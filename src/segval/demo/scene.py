@@ -256,20 +256,25 @@ class TabletopScene:
         self.bodies.update({table: "table", tray: "tray", self.arm: "robot_arm"})
         objects = self._drop_objects(rng, tray_xy, tray_yaw, 0.24 * tray_scale, 0.02 * tray_scale)
         self._set_arm(ARM_REST, 0.04)
-        for _ in range(SETTLE_MAX_STEPS // 60):  # let the objects come to rest
+        self._settle(objects)
+        self._plan(rng)
+
+    def _settle(self, objects: list[int]) -> None:
+        """Let the dropped ``objects`` come to rest; those that fell off the table are removed, the rest
+        become ``self.objects``."""
+        for _ in range(SETTLE_MAX_STEPS // 60):
             for _ in range(60):
                 self._call("stepSimulation")
             speeds = [math.hypot(*self._call("getBaseVelocity", b)[0]) for b in objects]
             if max(speeds, default=0.0) < 0.01:
                 break
         self.objects = []
-        for b in objects:  # what fell off the table goes
+        for b in objects:
             if self._call("getBasePositionAndOrientation", b)[0][2] < TABLE_TOP_Z - 0.05:
                 self._call("removeBody", b)
                 del self.bodies[b]
             else:
                 self.objects.append(b)
-        self._plan(rng)
 
     def _drop_objects(self, rng: np.random.Generator, tray_xy, tray_yaw: float, tray_half: float,
                       tray_floor: float, objects: tuple[ObjectSpec, ...] = OBJECTS,

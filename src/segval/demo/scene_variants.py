@@ -32,7 +32,6 @@ from segval.dataset.taxonomy import Category, Taxonomy, palette_color
 from segval.dataset.writer import InstanceMask, PackageWriter
 from segval.demo.scene import (
     OBJECTS,
-    SETTLE_MAX_STEPS,
     DropLayout,
     STUFF,
     TABLE_TOP_Z,
@@ -175,19 +174,7 @@ class VariantScene(TabletopScene):
         objects = self._drop_objects(rng, tray_xy, tray_yaw, 0.24 * tray_scale, 0.02 * tray_scale, v.objects,
                                      v.layout)
         self._set_arm(a.rest, a.finger_range[1])
-        for _ in range(SETTLE_MAX_STEPS // 60):
-            for _ in range(60):
-                self._call("stepSimulation")
-            speeds = [math.hypot(*self._call("getBaseVelocity", b)[0]) for b in objects]
-            if max(speeds, default=0.0) < 0.01:
-                break
-        self.objects = []
-        for b in objects:
-            if self._call("getBasePositionAndOrientation", b)[0][2] < TABLE_TOP_Z - 0.05:
-                self._call("removeBody", b)
-                del self.bodies[b]
-            else:
-                self.objects.append(b)
+        self._settle(objects)
         self._plan(rng)
         # the camera ranges of the variant (the base plan drew the standard ones from the same generator)
         az0 = rng.uniform(-v.azimuth, v.azimuth)

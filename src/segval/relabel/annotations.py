@@ -9,14 +9,14 @@ numbers behind it. :func:`class_excess` turns raw values into evidence comparabl
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["AnnotationScore", "class_excess", "image_scores", "iter_annotations"]
+__all__ = ["AnnotationScore", "class_excess", "image_scores", "iter_annotations", "missing_regions"]
 
 
 @dataclass
@@ -107,3 +107,28 @@ def group_by_image(rows: Sequence[AnnotationScore]) -> Mapping[int, list[Annotat
     for r in rows:
         out[r.image_id].append(r)
     return out
+
+
+def missing_regions(candidates: np.ndarray, classes: np.ndarray, min_px: int
+                    ) -> Iterable[tuple[np.ndarray, int, int, tuple[int, int, int, int]]]:
+    """Connected regions (8-connected) of ``candidates`` of at least ``min_px`` pixels, each with the class
+    most of its pixels have in ``classes``: where a model puts an object the labels do not have.
+
+    Args:
+        candidates: bool or uint8[H, W], the pixels to group.
+        classes: int[H, W], the class of each pixel (e.g. the model's prediction).
+        min_px: smaller regions are left out.
+
+    Yields:
+        (region bool[H, W], area, majority class, box (x, y, w, h)).
+    """
+    import cv2
+
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(candidates.astype(np.uint8, copy=False), connectivity=8)
+    for k in range(1, n):
+        area = int(stats[k, cv2.CC_STAT_AREA])
+        if area < min_px:
+            continue
+        region = lab == k
+        cls = Counter(classes[region].tolist()).most_common(1)[0][0]
+        yield region, area, int(cls), tuple(int(v) for v in stats[k, :4])

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from segval.metrics.training_dynamics import Dynamics
-from segval.relabel.annotations import AnnotationScore, iter_annotations
+from segval.relabel.annotations import AnnotationScore, iter_annotations, missing_regions
 
 __all__ = ["dynamics_evidence"]
 
@@ -110,15 +110,8 @@ def dynamics_evidence(split: Any, dyn: Dynamics, *, background_id: int | None, i
                                                     "dyn_outer_claimed": wrong_out}))
         if bg_idx is not None:
             cand = ((target == bg_idx) & neg & (other != bg_idx)).astype(np.uint8)
-            n, lab, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
-            for k in range(1, n):
-                area = int(stats[k, cv2.CC_STAT_AREA])
-                if area < min_missing_px:
-                    continue
-                sel = lab == k
-                cls_idx, _ = Counter(other[sel].tolist()).most_common(1)[0]
+            for sel, area, cls_idx, (x, y, w, h) in missing_regions(cand, other, min_missing_px):
                 strength = float(-aum[sel].mean())
-                x, y, w, h = (int(v) for v in stats[k, :4])
                 s = 1.0 / np.sqrt(area_scale)
                 tax = getattr(split, "taxonomy", None)
                 cat = int(tax.ids[cls_idx]) if tax is not None else cat_of_index.get(cls_idx, cls_idx)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from segval.errors import ConfigError
-from segval.relabel.annotations import AnnotationScore
+from segval.relabel.annotations import AnnotationScore, missing_regions
 
 __all__ = ["model_evidence"]
 
@@ -101,15 +101,8 @@ def model_evidence(split: Any, ckpt: str, *, mean: Sequence[float], std: Sequenc
                         out["features"][(rec.id, inst.annotation_id)] = f.numpy().astype(np.float32)
             if bg is not None:
                 cand = ((tgt == bg) & (pred != bg)).astype(np.uint8)
-                n, lab, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
-                for j in range(1, n):
-                    area = int(stats[j, cv2.CC_STAT_AREA])
-                    if area < min_missing_px:
-                        continue
-                    sel = lab == j
-                    cls = Counter(pred[sel].tolist()).most_common(1)[0][0]
+                for sel, area, cls, (x, y, w, h) in missing_regions(cand, pred, min_missing_px):
                     conf = float(probs[b, cls][sel].mean())
-                    x, y, w, h = (int(v) for v in stats[j, :4])
                     out["missing"].append(AnnotationScore(rec.id, None, int(tax.ids[cls]), area * conf,
                                                           {"model_missing_pixels": area, "model_missing_conf": round(conf, 4),
                                                            "region": [x, y, w, h]}, int(tax.ids[cls])))
