@@ -234,12 +234,12 @@ class _RowTable:
         rows = list(rows)
         ints = [[r.get(k, 0) for k in self.INTS] for r in rows]
         try:
-            self.ints = np.array(ints, np.int64).reshape(len(rows), -1)
+            self.ints = np.array(ints, np.int64).reshape(len(rows), len(self.INTS))
         except OverflowError:  # ids past int64: kept as Python ints
-            self.ints = np.array(ints, object).reshape(len(rows), -1)
+            self.ints = np.array(ints, object).reshape(len(rows), len(self.INTS))
         self.floats = np.array([[r.get(k, np.nan) for k in self.FLOATS] for r in rows], np.float64
-                               ).reshape(len(rows), -1)
-        self.has = np.array([[k in r for k in self.OPTIONAL] for r in rows], bool).reshape(len(rows), -1)
+                               ).reshape(len(rows), len(self.FLOATS))
+        self.has = np.array([[k in r for k in self.OPTIONAL] for r in rows], bool).reshape(len(rows), len(self.OPTIONAL))
         self.boxes = np.array([r["box"] if r["box"] is not None else [np.nan] * 4 for r in rows], np.float64
                               ).reshape(len(rows), 4)
         self.has_box = np.array([r["box"] is not None for r in rows], bool)
