@@ -590,16 +590,20 @@ def geometry_candidates(
     return out
 
 
-def merge_candidates(cands: Iterable[Candidate]) -> list[Candidate]:
-    """One candidate per (image, kind, annotation ids, class): evidence merged, reasons joined."""
+def merge_candidates(cands: Iterable[Candidate], *, copy: bool = True) -> list[Candidate]:
+    """One candidate per (image, kind, annotation ids, class): evidence merged, reasons joined.
+
+    ``copy=False`` merges into the first candidate of each group instead of a copy (the input's candidates are
+    changed; for a caller that drops them, so a split's candidates are not held twice).
+    """
     merged: dict[tuple, Candidate] = {}
     for c in cands:
         key = (c.image_id, c.kind, tuple(c.annotation_ids), c.category_id if c.kind != "annotation" else None,
                tuple(c.region or ()) if c.kind == "missing" else None)
         cur = merged.get(key)
         if cur is None:
-            merged[key] = Candidate(c.image_id, c.kind, c.category_id, list(c.annotation_ids), c.region,
-                                    dict(c.evidence), c.reason, c.pixels, c.video_id)
+            merged[key] = c if not copy else Candidate(c.image_id, c.kind, c.category_id, list(c.annotation_ids),
+                                                       c.region, dict(c.evidence), c.reason, c.pixels, c.video_id)
             continue
         for k, v in c.evidence.items():
             if k not in cur.evidence or (isinstance(v, (int, float)) and isinstance(cur.evidence[k], (int, float))
