@@ -219,7 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         result["segval_label_quality_only"] = {"AUROC": auroc(lq_scores, y),
                                                "recall_at_K": recall_at_k(lq_rank, positives, k)}
 
-    metrics_before = json.loads((run / "train_before" / "metrics.json").read_text())
+    from segval.demo.loop import side_metrics
+
+    runs_before = side_metrics(run / "train_before")  # one run, or one per seed (the queue used the first)
+    metrics_before = runs_before[0]
     ckpt = metrics_before["checkpoint"]
     if not args.no_cleanlab:
         from omegaconf import OmegaConf
@@ -254,10 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             named[name] = pairs_named(json.loads(path.read_text()), pairs)
     result["swap_pairs"] = named
 
-    after = run / "train_after" / "metrics.json"
-    if after.is_file():
-        m_after = json.loads(after.read_text())
-        b, a = metrics_before["summary"]["mIoU"], m_after["summary"]["mIoU"]
+    runs_after = side_metrics(run / "train_after")
+    if runs_after:  # means over the seeds of each side
+        b = sum(m["summary"]["mIoU"] for m in runs_before) / len(runs_before)
+        a = sum(m["summary"]["mIoU"] for m in runs_after) / len(runs_after)
         result["mIoU_before"], result["mIoU_after"], result["mIoU_gain"] = b, a, a - b
 
     print(json.dumps(result, indent=2))

@@ -102,6 +102,33 @@ def test_demo_bad_input(tmp_path: Path, shapes_root: Path) -> None:
     assert len(json.loads((tmp_path / "cvat.json").read_text())["images"]) == 1
 
 
+def test_demo_trains_each_side_once_per_seed(tmp_path: Path) -> None:
+    """Training stages expand to one command per seed (into <stage>/seed<k>); the evidence comes from the first."""
+    from hydra import compose, initialize_config_module
+
+    from segval.commands.demo import demo_seeds, seed_args, stage_args
+    from segval.errors import ConfigError
+
+    work = tmp_path / "demo"
+    with initialize_config_module(config_module="segval.conf", version_base="1.3"):
+        cfg = compose("demo_run", overrides=[f"work={work}", "seeds=[3,5]"])
+        bad = [compose("demo_run", overrides=[f"work={work}", f"seeds={v}"]) for v in ("[]", "[1,1]", "[a]")]
+    assert demo_seeds(cfg) == [3, 5]
+    for b in bad:
+        with pytest.raises(ConfigError, match="distinct integers"):
+            demo_seeds(b)
+    per_seed = [n for n in cfg.stages if cfg.stages[n].get("per_seed", False)]
+    assert per_seed == ["train_before", "train_after"]
+    args = seed_args(stage_args(cfg, "train_before"), 5)
+    assert args[:3] == ["train", "experiment=demo", "logger=csv"] and args[-1] == "seed=5"
+    assert f"hydra.run.dir={work}/train_before/seed5" in args
+    assert stage_args(cfg, "analyze")[1] == f"run_dir={work}/train_before/seed3"
+    (work / "train_before" / "seed3").mkdir(parents=True)
+    (work / "train_before" / "seed3" / "metrics.json").write_text(json.dumps({"checkpoint": "/x/best.ckpt"}))
+    assert "ckpt_path=/x/best.ckpt" in stage_args(cfg, "eval_train")
+    assert stage_args(cfg, "gate")[1:3] == [f"candidate=[{work}/train_after]", f"baseline=[{work}/train_before]"]
+
+
 def test_demo_guideline_stage(tmp_path: Path) -> None:
     """The guideline stage as `segval demo run` builds and runs it, on what the analyze and queue stages leave."""
     from hydra import compose, initialize_config_module

@@ -15,7 +15,7 @@ from segval.errors import ConfigError
 from segval.models import SegmentationModule
 from segval.models.mask2former import Mask2FormerAdapter
 from segval.models.segformer import SegformerAdapter
-from segval.models.speed import CompiledForward, compile_module, resolve_flag
+from segval.models.speed import CompiledForward, attention_for, compile_module, resolve_flag
 from tests.models.test_mask2former import NAMES, batch_for, tiny_kwargs
 
 C = 4
@@ -169,6 +169,23 @@ def test_sdpa_attention_gives_the_eager_outputs(cls: str) -> None:
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.allclose(sdpa(x)[1], eager(x)[1], atol=1e-5)
+
+
+def test_auto_attention_is_eager_on_the_cpu_and_sdpa_when_a_cuda_trainer_sets_up() -> None:
+    assert attention_for("auto", cuda=True) == "sdpa" and attention_for("auto", cuda=False) == "eager"
+    assert attention_for("sdpa", cuda=False) == "sdpa" and attention_for(None, cuda=True) is None
+    model = module()
+    assert model.adapter.attention_request == "auto" and model.adapter.attn_implementation == "eager"
+    model.apply_speed_options(cuda=True)  # what setup() does under trainer=gpu (compile / channels_last are off)
+    assert model.adapter.attn_implementation == "sdpa"
+    assert model.adapter.model.config._attn_implementation == "sdpa"
+    for pinned in ("eager", "sdpa"):  # an explicit choice is kept on either device
+        torch.manual_seed(0)
+        fixed = SegmentationModule(C, [f"c{i}" for i in range(C)], {**TINY, "attn_implementation": pinned})
+        fixed.apply_speed_options(cuda=pinned == "eager")
+        assert fixed.adapter.attn_implementation == pinned
+    m2f = Mask2FormerAdapter(C, NAMES, **tiny_kwargs())
+    assert m2f.attn_implementation == "eager" and m2f.model.config.backbone_config._attn_implementation == "eager"
 
 
 def test_mask2former_training_step_skips_the_logits_with_the_same_loss(tmp_path) -> None:  # noqa: ANN001

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -110,6 +111,25 @@ DATA_STAGES = ("qa", "qa_after", "train_before", "eval_train", "train_after", "q
 TRAIN_STAGES = ("train_before", "train_after")
 
 
+def demo_seeds(cfg: DictConfig) -> list[int]:
+    """``seeds`` of ``conf/demo_run.yaml`` as ints.
+
+    Raises:
+        ConfigError: not a non-empty list of distinct integers.
+    """
+    raw = OmegaConf.to_container(cfg.seeds, resolve=True) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
+    if not isinstance(raw, list) or not raw or any(isinstance(s, bool) or not isinstance(s, int) for s in raw) \
+            or len(set(raw)) != len(raw):
+        raise ConfigError(f"seeds={raw!r}: give the training seeds of each side as a list of distinct integers, "
+                          "e.g. seeds=[0,1] (two or more measure the seed noise of the gain)")
+    return list(raw)
+
+
+def seed_args(args: list[str], seed: int) -> list[str]:
+    """One seed's arguments of a ``per_seed`` stage: ``{seed}`` replaced, ``seed=<seed>`` added last."""
+    return [a.replace("{seed}", str(seed)) for a in args] + [f"seed={seed}"]
+
+
 def stage_args(cfg: DictConfig, name: str) -> list[str]:
     """The ``segval`` arguments of stage ``name`` of ``conf/demo_run.yaml``: its ``args`` (the relabel budget and
     the first checkpoint filled in from what earlier stages wrote), the injection settings, the data and training
@@ -125,7 +145,8 @@ def stage_args(cfg: DictConfig, name: str) -> list[str]:
         manifest = json.loads(Path(cfg.manifest).read_text(encoding="utf-8"))
         cfg.budget = 2 * len(manifest["items"])
     if name == "eval_train" and cfg.ckpt_before is None:
-        metrics = json.loads((work / "train_before" / "metrics.json").read_text(encoding="utf-8"))
+        first = work / "train_before" / f"seed{demo_seeds(cfg)[0]}" / "metrics.json"
+        metrics = json.loads(first.read_text(encoding="utf-8"))
         cfg.ckpt_before = metrics["checkpoint"]
     stage = cfg.stages[name]
     args = [str(a) for a in stage.args]
@@ -144,17 +165,27 @@ def stage_args(cfg: DictConfig, name: str) -> list[str]:
 
 
 def run_run(cfg: DictConfig) -> dict:
-    """The whole loop (``make demo``): each stage of ``conf/demo_run.yaml`` as a real ``segval`` process."""
-    from segval.demo.loop import format_summary, run_stage, summarize
+    """The whole loop (``make demo``): each stage of ``conf/demo_run.yaml`` as a real ``segval`` process (a
+    ``per_seed`` stage once per seed of ``seeds``, the seeds at once when ``parallel_seeds``)."""
+    from segval.demo.loop import format_summary, run_stage, run_stages_at_once, summarize
     from segval.io import write_json
 
     work = Path(cfg.work)
     logs = work / "logs"
     timings: dict[str, float] = {}
     names = list(cfg.stages)
+    seeds = demo_seeds(cfg)
     for k, name in enumerate(names):
-        timings[name] = run_stage(name, stage_args(cfg, name), ok=list(cfg.stages[name].ok), log_dir=logs,
-                                  index=f"[{k + 1}/{len(names)}] ")
+        stage, index = cfg.stages[name], f"[{k + 1}/{len(names)}] "
+        if not stage.get("per_seed", False):
+            timings[name] = run_stage(name, stage_args(cfg, name), ok=list(stage.ok), log_dir=logs, index=index)
+            continue
+        runs = [(f"{name}_seed{seed}", seed_args(stage_args(cfg, name), seed)) for seed in seeds]
+        if cfg.parallel_seeds and len(runs) > 1:  # each process gets its share of the cores
+            threads = max(1, (os.cpu_count() or 1) // len(runs))
+            timings[name] = run_stages_at_once(runs, ok=list(stage.ok), log_dir=logs, index=index, threads=threads)
+        else:
+            timings[name] = sum(run_stage(n, a, ok=list(stage.ok), log_dir=logs, index=index) for n, a in runs)
     summary = summarize({"manifest": cfg.manifest, "queue": work / "queue" / "queue.json",
                          "before": work / "train_before", "after": work / "train_after",
                          "analyze": work / "analyze", "compare": work / "compare", "gate": work / "gate",

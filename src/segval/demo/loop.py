@@ -20,16 +20,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from segval.errors import SegvalError
 
-__all__ = ["format_summary", "run_stage", "summarize"]
+__all__ = ["format_summary", "run_stage", "run_stages_at_once", "summarize"]
 
 
-def run_stage(name: str, args: Sequence[str], *, ok: Sequence[int] = (0,), log_dir: Path, index: str = "") -> float:
-    """Run ``segval <args>`` in a new process (output shown and kept in ``<log_dir>/<name>.log``); seconds taken.
+def run_stage(name: str, args: Sequence[str], *, ok: Sequence[int] = (0,), log_dir: Path, index: str = "",
+              env: Mapping[str, str] | None = None, echo: bool = True) -> float:
+    """Run ``segval <args>`` in a new process (output kept in ``<log_dir>/<name>.log``, and shown when ``echo``);
+    seconds taken.
+
+    Args:
+        env: variables added to this process's environment (e.g. ``OMP_NUM_THREADS``).
 
     Raises:
         SegvalError: the command exited with a code not in ``ok`` (its log's tail is in the message).
@@ -37,15 +43,17 @@ def run_stage(name: str, args: Sequence[str], *, ok: Sequence[int] = (0,), log_d
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     cmd = [sys.executable, "-m", "segval.cli", *map(str, args)]
-    print(f"\n=== {index}{name}: segval {' '.join(map(str, args))}", flush=True)
+    print(f"\n=== {index}{name}: segval {' '.join(map(str, args))}" + ("" if echo else f" (output: {log_path})"),
+          flush=True)
     start = time.perf_counter()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **dict(env or {})}
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, bufsize=1)
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
-            sys.stdout.write(line)
+            if echo:
+                sys.stdout.write(line)
         code = proc.wait()
     took = time.perf_counter() - start
     if code not in ok:
@@ -56,12 +64,79 @@ def run_stage(name: str, args: Sequence[str], *, ok: Sequence[int] = (0,), log_d
     return took
 
 
+def run_stages_at_once(runs: Sequence[tuple[str, Sequence[str]]], *, ok: Sequence[int] = (0,), log_dir: Path,
+                       index: str = "", threads: int | None = None) -> float:
+    """Run several ``segval`` commands at once, each in its own process with ``OMP_NUM_THREADS=threads`` (the
+    first one's output shown, every output kept in ``<log_dir>/<name>.log``); seconds until the last one ends.
+
+    Args:
+        runs: (name, args) per process.
+
+    Raises:
+        SegvalError: a command exited with a code not in ``ok`` (after all of them ended; the first failure).
+    """
+    env = None if threads is None else {"OMP_NUM_THREADS": str(threads)}
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=max(1, len(runs))) as pool:
+        futures = [pool.submit(run_stage, name, args, ok=ok, log_dir=log_dir, index=index, env=env, echo=i == 0)
+                   for i, (name, args) in enumerate(runs)]
+        errors = [f.exception() for f in futures]
+    for err in errors:
+        if err is not None:
+            raise err
+    return time.perf_counter() - start
+
+
 def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _miou(metrics: Mapping[str, Any] | None) -> float | None:
     return None if not metrics else (metrics.get("summary") or {}).get("mIoU")
+
+
+def side_metrics(path: Path) -> list[dict[str, Any]]:
+    """The ``metrics.json`` of one side's trainings: ``path`` itself when it is a run directory, else each
+    sub-folder that holds one (``seed0/``, ``seed1/``, ... in name order); [] when there is none."""
+    if (path / "metrics.json").is_file():
+        return [_read(path / "metrics.json")]
+    if not path.is_dir():
+        return []
+    return [_read(q / "metrics.json") for q in sorted(path.iterdir(), key=lambda q: q.name)
+            if (q / "metrics.json").is_file()]
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _variance(values: Sequence[float]) -> float:
+    m = sum(values) / len(values)
+    return sum((v - m) ** 2 for v in values) / (len(values) - 1)
+
+
+def gain_noise(before: Sequence[float], after: Sequence[float]) -> float | None:
+    """Standard error of the difference of the two sides' mean mIoU from their seed-to-seed spread
+    (sqrt(s_b^2 / n_b + s_a^2 / n_a)); None unless both sides have 2 or more seeds."""
+    if len(before) < 2 or len(after) < 2:
+        return None
+    return (_variance(before) / len(before) + _variance(after) / len(after)) ** 0.5
+
+
+def _per_class(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean IoU per class over each side's seeds, in the first run's class order, with the delta."""
+    if not before or not after:
+        return []
+
+    def ious(runs: list[dict[str, Any]], name: str) -> float | None:
+        return _mean([next((r.get("IoU") for r in m["per_class"] if r["name"] == name), None) for m in runs])
+    rows = []
+    for r in before[0]["per_class"]:
+        b_iou, a_iou = ious(before, r["name"]), ious(after, r["name"])
+        rows.append({"name": r["name"], "before": b_iou, "after": a_iou,
+                     "delta": None if b_iou is None or a_iou is None else a_iou - b_iou})
+    return rows
 
 
 def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, float] | None = None) -> dict[str, Any]:
@@ -91,21 +166,16 @@ def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, floa
         total = [i for i, it in injected.items() if it["kind"] == kind]
         if total:
             found_by_kind[kind] = [sum(1 for i in total if i in set(queued)), len(total)]
-    before = _read(p["before"] / "metrics.json") if "before" in p else None
-    after = _read(p["after"] / "metrics.json") if "after" in p else None
-    per_class = []
-    if before and after:
-        a = {r["name"]: r for r in after["per_class"]}
-        for r in before["per_class"]:
-            b_iou, a_iou = r.get("IoU"), (a.get(r["name"]) or {}).get("IoU")
-            per_class.append({"name": r["name"], "before": b_iou, "after": a_iou,
-                              "delta": None if b_iou is None or a_iou is None else a_iou - b_iou})
+    before = side_metrics(p["before"]) if "before" in p else []
+    after = side_metrics(p["after"]) if "after" in p else []
+    seeds_before, seeds_after = [_miou(m) for m in before], [_miou(m) for m in after]
+    per_class = _per_class(before, after)
     gate = _read(p["gate"] / "verdict.json") if "gate" in p else None
     reports = {}
     for key, rel in (("analyze", "report/report.html"), ("compare", "compare.html"), ("gate", "verdict.md")):
         if key in p and (p[key] / rel).is_file() and key not in reports:
             reports[key] = str(p[key] / rel)
-    m_before, m_after = _miou(before), _miou(after)
+    m_before, m_after = _mean(seeds_before), _mean(seeds_after)
     guideline = None
     if "guideline" in p and (p["guideline"] / "guideline.html").is_file():
         guideline = {"html": str(p["guideline"] / "guideline.html"), "markdown": str(p["guideline"] / "guideline.md")}
@@ -124,7 +194,11 @@ def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, floa
         "mIoU_before": m_before,
         "mIoU_after": m_after,
         "mIoU_gain": None if m_before is None or m_after is None else m_after - m_before,
-        "evaluated_on": None if not before else f"{before['dataset'].get('name')} split {before.get('split')} (clean)",
+        "mIoU_seeds": {"before": seeds_before, "after": seeds_after},
+        "mIoU_gain_noise": gain_noise([v for v in seeds_before if v is not None],
+                                      [v for v in seeds_after if v is not None]),
+        "evaluated_on": None if not before else
+        f"{before[0]['dataset'].get('name')} split {before[0].get('split')} (clean)",
         "per_class": per_class,
         "gate": None if gate is None else {"verdict": gate.get("status"), "exit_code": gate.get("exit_code"),
                                            "failed": gate.get("failed") or [],
@@ -157,12 +231,18 @@ def format_summary(s: Mapping[str, Any]) -> str:
             f"{a} <-> {b} {'yes' if (a, b) in named else 'no'}" for a, b in s["swap_pairs"])
             + " (the queue's label confusions: " + (", ".join(" <-> ".join(p) for p in s["label_confusions"]) or "none")
             + ")")
-    gain = s["mIoU_gain"]
+    gain, noise = s["mIoU_gain"], s.get("mIoU_gain_noise")
+    seeds = s.get("mIoU_seeds") or {}
+    n_b, n_a = len(seeds.get("before") or []), len(seeds.get("after") or [])
     lines.append(f"mIoU before -> after:   {_pct(s['mIoU_before'])} -> {_pct(s['mIoU_after'])}"
-                 + ("" if gain is None else f"  ({'+' if gain >= 0 else ''}{100 * gain:.1f} mIoU)")
+                 + ("" if gain is None else f"  ({'+' if gain >= 0 else ''}{100 * gain:.1f} mIoU"
+                    + ("" if noise is None else f" +- {100 * noise:.1f} seed noise (1 s.e.)") + ")")
                  + (f"  on {s['evaluated_on']}" if s["evaluated_on"] else ""))
+    if n_b > 1 or n_a > 1:
+        lines.append(f"  mean of {n_b} / {n_a} seeds; per seed: "
+                     + ", ".join(map(_pct, seeds["before"])) + " -> " + ", ".join(map(_pct, seeds["after"])))
     if s["per_class"]:
-        lines.append("per-class IoU (before -> after, delta):")
+        lines.append("per-class IoU (before -> after, delta" + (", seed means" if n_b > 1 or n_a > 1 else "") + "):")
         for r in s["per_class"]:
             d = r["delta"]
             lines.append(f"  {r['name']:<14} {_pct(r['before']):>6} -> {_pct(r['after']):>6}   "

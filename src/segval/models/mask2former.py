@@ -55,13 +55,15 @@ class Mask2FormerAdapter(nn.Module):
         object_mask_threshold, overlap_threshold: panoptic inference thresholds (0.8 / 0.8 as in
             Mask2Former's configs).
         topk_per_image: instances kept per image (100, COCO's maxDets).
-        attn_implementation: transformers' attention of the Swin backbone (``"sdpa"``, ``"eager"``, None: the
-            installed default). Mask2Former's pixel decoder (deformable attention) and transformer decoder
+        attn_implementation: transformers' attention of the Swin backbone (``"auto"``: eager here, SDPA once
+            a CUDA trainer sets the model up; ``"sdpa"``, ``"eager"``, None: the installed default). Mask2Former's pixel decoder (deformable attention) and transformer decoder
             have no attention interface in transformers, so they keep their own implementation.
     """
 
     #: the training step may ask for the loss only (``need_logits=False``)
     can_skip_logits = True
+    #: the sub-config whose attention implementation is switched (the decoders have no attention interface)
+    attention_submodel = "backbone_config"
 
     def __init__(
         self,
@@ -74,7 +76,7 @@ class Mask2FormerAdapter(nn.Module):
         object_mask_threshold: float = 0.8,
         overlap_threshold: float = 0.8,
         topk_per_image: int = 100,
-        attn_implementation: str | None = "sdpa",
+        attn_implementation: str | None = "auto",
     ) -> None:
         super().__init__()
         from transformers import Mask2FormerConfig, Mask2FormerForUniversalSegmentation, SwinConfig
@@ -108,7 +110,9 @@ class Mask2FormerAdapter(nn.Module):
             except (OSError, ValueError) as err:
                 raise load_failed(str(pretrained), err) from err
             log.info("Mask2Former weights loaded from %s", source)
-        self.attn_implementation = set_attention(self.model, attn_implementation, submodel="backbone_config")
+        #: the configured attention ("auto" resolves per device: :func:`segval.models.speed.attention_for`)
+        self.attention_request = attn_implementation
+        self.attn_implementation = set_attention(self.model, attn_implementation, submodel=self.attention_submodel)
 
     def compile_targets(self) -> list[nn.Module]:
         """What ``model.compile`` compiles: backbone + pixel decoder + transformer decoder (the matching loss

@@ -20,7 +20,15 @@ from segval.metrics.semantic import ConfusionMatrix
 from segval.metrics.panoptic import PanopticQualityStats, pq_summary
 from segval.dataset.taxonomy import TASKS
 from segval.errors import ConfigError, TrainingError
-from segval.models.speed import adamw, batch_channels_last, compile_module, resolve_flag, to_channels_last
+from segval.models.speed import (
+    adamw,
+    attention_for,
+    batch_channels_last,
+    compile_module,
+    resolve_flag,
+    set_attention,
+    to_channels_last,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +143,12 @@ class SegmentationModule(pl.LightningModule):
             return self.speed_applied
         compile_on = resolve_flag(self.speed["compile"], cuda=cuda, name="model.compile")
         channels_last = resolve_flag(self.speed["channels_last"], cuda=cuda, name="model.channels_last")
+        request = getattr(self.adapter, "attention_request", None)
+        if request is not None and attention_for(request, cuda=cuda) != attention_for(request, cuda=False):
+            # "auto" on a CUDA device: SDPA instead of the CPU's eager attention (same outputs)
+            self.adapter.attn_implementation = set_attention(
+                self.adapter.model, attention_for(request, cuda=cuda),
+                submodel=getattr(self.adapter, "attention_submodel", None))
         if channels_last:
             to_channels_last(self.adapter)
         if compile_on:
@@ -142,7 +156,8 @@ class SegmentationModule(pl.LightningModule):
             for target in targets:
                 compile_module(target, self.speed["compile_options"])
         self.speed_applied = {"compile": compile_on, "channels_last": channels_last}
-        log.info("model speed options: %s", self.speed_applied)
+        log.info("model speed options: %s, attention %s", self.speed_applied,
+                 getattr(self.adapter, "attn_implementation", None))
         return self.speed_applied
 
     def _images(self, batch: Mapping[str, Any]) -> torch.Tensor:

