@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from segval.dataset.packed import PackedAnnotation
 from segval.dataset.taxonomy import Taxonomy
 from segval.errors import DatasetError
 
@@ -73,7 +74,8 @@ def index_coco(
         folder: how to name the image folder in errors, e.g. ``"images/train/"``.
 
     Returns:
-        (image records in file order, {image id: annotation dicts in file order}).
+        (image records in file order, {image id: annotation dicts in file order}); the annotations
+        that :func:`segval.dataset.packed.load_coco_packed` packed stay packed (:class:`PackedAnnotation`).
 
     Raises:
         DatasetError: listing every problem found (structure, duplicate ids, unknown image or
@@ -120,6 +122,13 @@ def index_coco(
 
     seen: set[int] = set()
     for k, ann in enumerate(anns):
+        if type(ann) is PackedAnnotation:  # its fields checked when packed (dataset.packed)
+            problem = _packed_problem(ann, seen, by_id, taxonomy, path)
+            if problem is None:
+                by_image[ann.image_id].append(ann)  # type: ignore[arg-type]
+            else:
+                problems.append(problem)
+            continue
         try:
             if not isinstance(ann, Mapping):
                 raise DatasetError(f"annotation entry {k} is not an object", path=path)
@@ -176,6 +185,22 @@ def combine_problems(
 
 
 # ---------------------------------------------------------------------- helpers
+def _packed_problem(ann: PackedAnnotation, seen: set[int], by_id: Mapping[int, ImageRecord], taxonomy: Taxonomy,
+                    path: Path) -> DatasetError | None:
+    """The checks of :func:`index_coco` that a packed annotation can fail (its fields have the right types)."""
+    if ann.id in seen:
+        return DatasetError("duplicate annotation id; annotation ids must be unique", path=path, annotation_id=ann.id)
+    seen.add(ann.id)
+    if ann.image_id not in by_id:
+        return DatasetError(f"annotation points at image id {ann.image_id}, which is not in 'images'", path=path,
+                            annotation_id=ann.id)
+    if ann.category_id not in taxonomy:
+        return DatasetError(f"category id {ann.category_id} is not in the taxonomy (ids: {taxonomy.ids}); "
+                            "fix the annotation or add the category", path=path, image_id=ann.image_id,
+                            annotation_id=ann.id)
+    return None
+
+
 def _category_problems(cats: Any, taxonomy: Taxonomy, path: Path) -> list[DatasetError]:
     if cats is None:
         return []

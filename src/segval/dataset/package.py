@@ -26,6 +26,7 @@ import yaml
 from segval.dataset.coco import MAX_LISTED_PROBLEMS, ImageRecord, combine_problems, load_json
 from segval.dataset.coco_dialects import normalize_coco
 from segval.dataset.images import DEFAULT_MAX_PIXELS
+from segval.dataset.packed import load_coco_packed
 from segval.dataset.split import Instance, SplitData
 from segval.dataset.taxonomy import Taxonomy
 from segval.errors import ConfigError, DatasetError
@@ -144,7 +145,7 @@ class DatasetPackage:
                 )
             data[s] = SplitData(
                 s,
-                load_json(where.annotations),
+                load_coco_packed(where.annotations),
                 images_dir=where.images,
                 taxonomy=taxonomy,
                 annotation_path=where.annotations,

@@ -21,6 +21,7 @@ from segval.dataset import images as imio
 from segval.dataset import segmentation as seg
 from segval.dataset.coco import ImageRecord, index_coco
 from segval.dataset.coco_dialects import bbox_ignore_mask
+from segval.dataset.packed import AnnotationTable
 from segval.dataset.rle import from_counts_strings
 from segval.dataset.semantic import IGNORE, paint_runs
 from segval.dataset.taxonomy import Taxonomy
@@ -55,7 +56,7 @@ class SplitData:
 
     Args:
         name: split name.
-        coco: the parsed COCO dict.
+        coco: the parsed COCO dict (its annotations may be packed: :func:`segval.dataset.packed.load_coco_packed`).
         images_dir: folder the ``file_name`` entries are relative to.
         taxonomy: the package taxonomy.
         annotation_path: the COCO file (named in errors).
@@ -101,7 +102,8 @@ class SplitData:
         self._real_dirs: dict[str, str] = {}  # folder -> its resolved path
         self._images_dir_str = str(self.images_dir)
         folder = f"images/{name}/" if self.images_dir.name == name else str(self.images_dir)
-        self.images, self._anns = index_coco(coco, taxonomy, path=self.annotation_path, folder=folder)
+        self.images, by_image = index_coco(coco, taxonomy, path=self.annotation_path, folder=folder)
+        self._anns = AnnotationTable(by_image)  # packed annotations stay JSON text until asked for
         self._by_id = {rec.id: rec for rec in self.images}
         self.ignore_boxes: dict[int, list[list[float]]] = {
             int(k): [list(map(float, b)) for b in v] for k, v in (ignore_boxes or {}).items() if v}
@@ -125,15 +127,16 @@ class SplitData:
     @property
     def num_annotations(self) -> int:
         """Number of annotations in the split."""
-        return sum(len(v) for v in self._anns.values())
+        return self._anns.count
 
     def image(self, image_id: int) -> ImageRecord:
         """The :class:`ImageRecord` with this id (KeyError if absent)."""
         return self._by_id[image_id]
 
     def annotations_for(self, image_id: int) -> list[dict[str, Any]]:
-        """The COCO annotation dicts of an image, in file order (do not modify them)."""
-        return self._anns.get(image_id, [])
+        """The COCO annotation dicts of an image, in file order (do not modify them: for a package's
+        split they are parsed anew on each call, :mod:`segval.dataset.packed`)."""
+        return self._anns.get(image_id)
 
     def image_path(self, rec: ImageRecord) -> Path:
         """Resolved path of the image file.
@@ -197,15 +200,18 @@ class SplitData:
         imio.check_header(self.image_path(rec), width=rec.width, height=rec.height, max_pixels=self.max_pixels,
                           image_id=rec.id, listed_in=self.annotation_path)
 
-    def masks(self, rec: ImageRecord) -> list[tuple[dict[str, Any], seg.RunLengths]]:
+    def masks(self, rec: ImageRecord, *, cache: bool = True) -> list[tuple[dict[str, Any], seg.RunLengths]]:
         """Each annotation of the image with its checked run lengths.
+
+        ``cache=False`` keeps the parsed run lengths out of the cache (a walk over the split that reads each
+        image once would only fill it: up to ``rle_cache_bytes`` per split); cached ones are still used.
 
         Raises:
             DatasetError: RLE size != image size, corrupt counts, polygon with < 3 points, ...
         """
-        anns = self._anns.get(rec.id, [])
+        anns = self._anns.get(rec.id)
         parsed = self._parse_compressed([a for a in anns if a["id"] not in self._rle_cache], rec)
-        return [(a, self._run_lengths(a, rec, parsed.get(a["id"]))) for a in anns]
+        return [(a, self._run_lengths(a, rec, parsed.get(a["id"]), cache=cache)) for a in anns]
 
     def _parse_compressed(self, anns: list[dict[str, Any]], rec: ImageRecord) -> dict[Any, seg.RunLengths]:
         """Run lengths of the annotations that are compressed RLE at the image size, parsed
@@ -221,8 +227,8 @@ class SplitData:
         return {a["id"]: rl for a, rl in zip(ok, runs)}
 
     def _run_lengths(self, ann: Mapping[str, Any], rec: ImageRecord,
-                     rl: seg.RunLengths | None = None) -> seg.RunLengths:
-        """The annotation's run lengths: cached, else ``rl`` (already parsed) or decoded, then cached."""
+                     rl: seg.RunLengths | None = None, *, cache: bool = True) -> seg.RunLengths:
+        """The annotation's run lengths: cached, else ``rl`` (already parsed) or decoded, then cached (``cache``)."""
         ann_id = ann["id"]
         cached = self._rle_cache.get(ann_id)
         if cached is not None:
@@ -231,39 +237,41 @@ class SplitData:
             rl = seg.decode_segmentation(ann, rec.height, rec.width, path=self.annotation_path, image_id=rec.id)
         if rec.height * rec.width < 2**31 and rl.counts.dtype != np.int32:
             rl = seg.RunLengths(rl.height, rl.width, rl.counts.astype(np.int32))
-        if self._rle_cache_nbytes + rl.counts.nbytes <= self.rle_cache_bytes:
+        if cache and self._rle_cache_nbytes + rl.counts.nbytes <= self.rle_cache_bytes:
             self._rle_cache[ann_id] = rl
             self._rle_cache_nbytes += rl.counts.nbytes
         return rl
 
-    def instances(self, rec: ImageRecord) -> list[Instance]:
-        """Decoded instances of an image (masks bool[H, W], COCO category ids), in file order."""
+    def instances(self, rec: ImageRecord, *, cache: bool = True) -> list[Instance]:
+        """Decoded instances of an image (masks bool[H, W], COCO category ids), in file order (``cache``: as
+        :meth:`masks`)."""
         return [
             Instance(int(a["id"]), int(a["category_id"]), rl.decode(), int(a.get("iscrowd", 0) or 0))
-            for a, rl in self.masks(rec)
+            for a, rl in self.masks(rec, cache=cache)
         ]
 
-    def semantic_target(self, rec: ImageRecord, source: str = "coco") -> np.ndarray:
+    def semantic_target(self, rec: ImageRecord, source: str = "coco", *, cache: bool = True) -> np.ndarray:
         """Semantic target of an image.
 
         Args:
             rec: the image.
             source: ``"coco"`` (rasterise the annotations with the rule of
                 :mod:`segval.dataset.semantic`) or ``"label_map"`` (read the label-map PNG).
+            cache: keep the parsed run lengths (as :meth:`masks`).
 
         Returns:
             uint8[H, W] of TRAIN INDICES, 255 = ignore.
         """
         if source == "coco":
-            return self._coco_target(rec)
+            return self._coco_target(rec, cache=cache)
         if source == "label_map":
             return self._lut[self.read_label_map(rec)]
         raise ConfigError(f"source must be 'coco' or 'label_map', got {source!r}")
 
-    def _coco_target(self, rec: ImageRecord) -> np.ndarray:
+    def _coco_target(self, rec: ImageRecord, *, cache: bool = True) -> np.ndarray:
         """The COCO side of :meth:`semantic_target`: train indices are painted directly (the
         lookup table maps pixel by pixel, so mapping before painting gives the same target)."""
-        masks = self.masks(rec)
+        masks = self.masks(rec, cache=cache)
         lut = self._lut
         background = self.taxonomy.background_id
         target = paint_runs(rec.height, rec.width, [rl for _, rl in masks], [lut[a["category_id"]] for a, _ in masks],

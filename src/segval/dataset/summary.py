@@ -58,7 +58,7 @@ def summarize(pkg: DatasetPackage, splits: Sequence[str] | None = None, *, progr
             n_ann += len(anns)
             for a in anns:
                 inst[tax.index_of(a["category_id"])] += 1
-            target = split.semantic_target(rec, source="coco")
+            target = split.semantic_target(rec, source="coco", cache=False)  # one pass: nothing to cache
             pixels += np.bincount(target.reshape(-1), minlength=256)
         total = int(pixels.sum())
         share = pixels / total if total else np.zeros(256)

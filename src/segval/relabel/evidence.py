@@ -39,6 +39,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ class FrameObjects:
 def load_frame(split: Any, rec: Any, background_id: int | None) -> FrameObjects:
     """Decode the annotations of ``rec`` (crowd and background annotations left out)."""
     ids, cats, masks = [], [], []
-    for inst in split.instances(rec):
+    for inst in split.instances(rec, cache=False):  # each frame is decoded once per scan
         if inst.iscrowd or (background_id is not None and inst.category_id == background_id):
             continue
         ids.append(inst.annotation_id)
@@ -200,24 +201,64 @@ def temporal_candidates(
     """Candidates from temporal consistency over every video of ``split`` (see the module doc)."""
     progress = progress or (lambda it: it)
     out: list[Candidate] = []
-    video_rows: list[tuple[dict, dict]] = []
+    video_rows: list[tuple[_RowTable, dict[int, array]]] = []
+    # the split's spread per class and measure (how far an articulated arm usually goes, over every video)
+    pooled: dict[tuple[str, int], array] = defaultdict(lambda: array("d"))
     for vid, recs in progress(list(videos_of(split.images).items())):
         if len(recs) < 2:
             continue
         scan = _VideoScan(split, recs, vid, cfg, background_id, class_name)
         out.extend(scan.run())
-        video_rows.append((scan.rows, dict(scan.steps)))
-    # the split's spread per class and measure (how far an articulated arm usually goes, over every video)
-    pooled: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for rows, _ in video_rows:
-        for r in rows.values():
+        for r in scan.rows.values():
             for key in ("band", "area_spike", "motion_px"):
                 if key in r and (key != "band" or r.get("sided") == 2):
                     pooled[(key, r["cat"])].append(r[key])
+        # kept compact until the split's spread is known (the dicts of every video would grow with the split)
+        video_rows.append((_RowTable(scan.rows.values()), {c: array("d", v) for c, v in scan.steps.items()}))
     split_spread = {k: float(np.quantile(v, 0.9) - np.median(v)) for k, v in pooled.items()}
-    for rows, steps in video_rows:
-        out.extend(_score_rows(rows, steps, split_spread, cfg, class_name))
+    for table, steps in video_rows:
+        out.extend(_score_rows(table.dicts(), steps, split_spread, cfg, class_name))
     return out
+
+
+class _RowTable:
+    """One video's rows (:attr:`_VideoScan.rows`: the raw measures per annotation) in numpy columns, with what
+    :func:`_score_rows` reads of them; :meth:`dicts` gives them back as dicts, equal to the rows' own (those
+    keys, the same values and types, in the same order)."""
+
+    INTS = ("ann", "cat", "area", "image_id", "video", "sided", "pixels")
+    FLOATS = ("iou_prev", "iou_next", "band", "area_spike", "motion_px")
+    OPTIONAL = ("sided", "pixels", "band", "area_spike", "motion_px")  # keys a row may lack (then NaN / 0 here)
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        rows = list(rows)
+        ints = [[r.get(k, 0) for k in self.INTS] for r in rows]
+        try:
+            self.ints = np.array(ints, np.int64).reshape(len(rows), len(self.INTS))
+        except OverflowError:  # ids past int64: kept as Python ints
+            self.ints = np.array(ints, object).reshape(len(rows), len(self.INTS))
+        self.floats = np.array([[r.get(k, np.nan) for k in self.FLOATS] for r in rows], np.float64
+                               ).reshape(len(rows), len(self.FLOATS))
+        self.has = np.array([[k in r for k in self.OPTIONAL] for r in rows], bool).reshape(len(rows), len(self.OPTIONAL))
+        self.boxes = np.array([r["box"] if r["box"] is not None else [np.nan] * 4 for r in rows], np.float64
+                              ).reshape(len(rows), 4)
+        self.has_box = np.array([r["box"] is not None for r in rows], bool)
+        self.votes = {k: (r["class_to"], r["class_votes"]) for k, r in enumerate(rows) if "class_to" in r}
+
+    def dicts(self) -> list[dict[str, Any]]:
+        out = []
+        for k, (ints, floats, has, box, has_box) in enumerate(zip(self.ints.tolist(), self.floats.tolist(),
+                                                                  self.has.tolist(), self.boxes.tolist(),
+                                                                  self.has_box.tolist())):
+            row = dict(zip(self.INTS, ints)) | dict(zip(self.FLOATS, floats))
+            for key, present in zip(self.OPTIONAL, has):
+                if not present:
+                    del row[key]
+            row["box"] = box if has_box else None
+            if k in self.votes:
+                row["class_to"], row["class_votes"] = self.votes[k]
+            out.append(row)
+        return out
 
 
 class _VideoScan:
@@ -442,7 +483,7 @@ class _VideoScan:
             float(inter.sum()), self.video_id)
 
 
-def _score_rows(rows: Mapping[tuple[int, int], dict[str, Any]], steps: Mapping[int, list[float]],
+def _score_rows(rows: Sequence[Mapping[str, Any]], steps: Mapping[int, Sequence[float]],
                 split_spread: Mapping[tuple[str, int], float], cfg: TemporalConfig,
                 class_name: Callable[[int], str]) -> list[Candidate]:
     """Candidates of one video's annotations, each measure compared with its class in the video: the video's
@@ -455,14 +496,14 @@ def _score_rows(rows: Mapping[tuple[int, int], dict[str, Any]], steps: Mapping[i
             if key == "band" and sided == 1 and steps.get(cat):
                 vals = steps[cat]
             else:
-                vals = [r[key] for r in rows.values() if r["cat"] == cat and key in r
+                vals = [r[key] for r in rows if r["cat"] == cat and key in r
                         and (sided is None or r.get("sided") == sided)]
             m = float(np.median(vals)) if vals else 0.0
             spread = float(np.quantile(vals, 0.9)) - m if vals else 0.0
             meds[(key, cat, sided)] = (m, max(spread, split_spread.get((key, cat), 0.0)))
         return meds[(key, cat, sided)]
 
-    for r in rows.values():
+    for r in rows:
         ev: dict[str, Any] = {"iou_prev": round(r["iou_prev"], 4), "iou_next": round(r["iou_next"], 4)}
         reasons = []
         name = class_name(r["cat"])
@@ -522,7 +563,7 @@ def geometry_candidates(
     progress = progress or (lambda it: it)
     out = []
     for rec in progress(list(images if images is not None else split.images)):
-        for ann, rl in split.masks(rec):
+        for ann, rl in split.masks(rec, cache=False):  # one pass over the split: nothing to cache
             cat = int(ann["category_id"])
             if int(ann.get("iscrowd", 0) or 0) or (background_id is not None and cat == background_id):
                 continue
@@ -549,16 +590,20 @@ def geometry_candidates(
     return out
 
 
-def merge_candidates(cands: Iterable[Candidate]) -> list[Candidate]:
-    """One candidate per (image, kind, annotation ids, class): evidence merged, reasons joined."""
+def merge_candidates(cands: Iterable[Candidate], *, copy: bool = True) -> list[Candidate]:
+    """One candidate per (image, kind, annotation ids, class): evidence merged, reasons joined.
+
+    ``copy=False`` merges into the first candidate of each group instead of a copy (the input's candidates are
+    changed; for a caller that drops them, so a split's candidates are not held twice).
+    """
     merged: dict[tuple, Candidate] = {}
     for c in cands:
         key = (c.image_id, c.kind, tuple(c.annotation_ids), c.category_id if c.kind != "annotation" else None,
                tuple(c.region or ()) if c.kind == "missing" else None)
         cur = merged.get(key)
         if cur is None:
-            merged[key] = Candidate(c.image_id, c.kind, c.category_id, list(c.annotation_ids), c.region,
-                                    dict(c.evidence), c.reason, c.pixels, c.video_id)
+            merged[key] = c if not copy else Candidate(c.image_id, c.kind, c.category_id, list(c.annotation_ids),
+                                                       c.region, dict(c.evidence), c.reason, c.pixels, c.video_id)
             continue
         for k, v in c.evidence.items():
             if k not in cur.evidence or (isinstance(v, (int, float)) and isinstance(cur.evidence[k], (int, float))

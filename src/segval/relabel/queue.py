@@ -274,7 +274,7 @@ def build_queue(
     if geometry:
         cands += geometry_candidates(sd, tcfg, background_id=tax.background_id, class_name=name_of,
                                      progress=lambda it: prog(it, "geometry"))
-    cands = merge_candidates(cands)
+    cands = merge_candidates(cands, copy=False)  # the unmerged ones are dropped here
     video_of = {r.id: r.video_id for r in sd.images}
     n_all = len(sd.images) if still is not None else budget
     picked, video_scores = rank_candidates(cands, image_ev, rcfg, budget=n_all, video_of=video_of,

@@ -108,7 +108,7 @@ class RankingConfig:
         return d
 
 
-@dataclass
+@dataclass(slots=True)  # a split's candidates are many (a few per image): no per-object __dict__
 class Candidate:
     """One thing an annotator could fix.
 
