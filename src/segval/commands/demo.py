@@ -182,7 +182,8 @@ def run_run(cfg: DictConfig) -> dict:
             continue
         runs = [(f"{name}_seed{seed}", seed_args(stage_args(cfg, name), seed)) for seed in seeds]
         if cfg.parallel_seeds and len(runs) > 1:  # each process gets its share of the cores
-            threads = max(1, (os.cpu_count() or 1) // len(runs))
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            threads = max(1, cores // len(runs))
             timings[name] = run_stages_at_once(runs, ok=list(stage.ok), log_dir=logs, index=index, threads=threads)
         else:
             timings[name] = sum(run_stage(n, a, ok=list(stage.ok), log_dir=logs, index=index) for n, a in runs)
