@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from segval.errors import SegvalError
+from segval.experiments.compare import delta_stat, stat
 
 __all__ = ["format_summary", "run_stage", "run_stages_at_once", "summarize"]
 
@@ -97,31 +98,17 @@ def _miou(metrics: Mapping[str, Any] | None) -> float | None:
 
 def side_metrics(path: Path) -> list[dict[str, Any]]:
     """The ``metrics.json`` of one side's trainings: ``path`` itself when it is a run directory, else each
-    sub-folder that holds one (``seed0/``, ``seed1/``, ... in name order); [] when there is none."""
-    if (path / "metrics.json").is_file():
-        return [_read(path / "metrics.json")]
+    sub-folder that holds one (``seed0/``, ``seed1/``, ... in name order; as ``compare`` finds runs); [] when there
+    is none."""
+    from segval.experiments.runs import discover_runs
+
     if not path.is_dir():
         return []
-    return [_read(q / "metrics.json") for q in sorted(path.iterdir(), key=lambda q: q.name)
-            if (q / "metrics.json").is_file()]
-
-
-def _mean(values: Sequence[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return sum(known) / len(known) if known else None
-
-
-def _variance(values: Sequence[float]) -> float:
-    m = sum(values) / len(values)
-    return sum((v - m) ** 2 for v in values) / (len(values) - 1)
-
-
-def gain_noise(before: Sequence[float], after: Sequence[float]) -> float | None:
-    """Standard error of the difference of the two sides' mean mIoU from their seed-to-seed spread
-    (sqrt(s_b^2 / n_b + s_a^2 / n_a)); None unless both sides have 2 or more seeds."""
-    if len(before) < 2 or len(after) < 2:
-        return None
-    return (_variance(before) / len(before) + _variance(after) / len(after)) ** 0.5
+    try:
+        runs = discover_runs([path], findings=False)
+    except SegvalError:  # no run there (yet)
+        return []
+    return [r.metrics for r in runs if r.metrics is not None]
 
 
 def _per_class(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -130,7 +117,7 @@ def _per_class(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> lis
         return []
 
     def ious(runs: list[dict[str, Any]], name: str) -> float | None:
-        return _mean([next((r.get("IoU") for r in m["per_class"] if r["name"] == name), None) for m in runs])
+        return stat([next((r.get("IoU") for r in m["per_class"] if r["name"] == name), None) for m in runs])["mean"]
     rows = []
     for r in before[0]["per_class"]:
         b_iou, a_iou = ious(before, r["name"]), ious(after, r["name"])
@@ -169,13 +156,14 @@ def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, floa
     before = side_metrics(p["before"]) if "before" in p else []
     after = side_metrics(p["after"]) if "after" in p else []
     seeds_before, seeds_after = [_miou(m) for m in before], [_miou(m) for m in after]
+    gain = delta_stat(stat(seeds_after), stat(seeds_before), k=2.0)  # as compare: Welch s.e. of the difference
     per_class = _per_class(before, after)
     gate = _read(p["gate"] / "verdict.json") if "gate" in p else None
     reports = {}
     for key, rel in (("analyze", "report/report.html"), ("compare", "compare.html"), ("gate", "verdict.md")):
         if key in p and (p[key] / rel).is_file() and key not in reports:
             reports[key] = str(p[key] / rel)
-    m_before, m_after = _mean(seeds_before), _mean(seeds_after)
+    m_before, m_after = stat(seeds_before)["mean"], stat(seeds_after)["mean"]
     guideline = None
     if "guideline" in p and (p["guideline"] / "guideline.html").is_file():
         guideline = {"html": str(p["guideline"] / "guideline.html"), "markdown": str(p["guideline"] / "guideline.md")}
@@ -195,8 +183,7 @@ def summarize(paths: Mapping[str, str | os.PathLike], timings: Mapping[str, floa
         "mIoU_after": m_after,
         "mIoU_gain": None if m_before is None or m_after is None else m_after - m_before,
         "mIoU_seeds": {"before": seeds_before, "after": seeds_after},
-        "mIoU_gain_noise": gain_noise([v for v in seeds_before if v is not None],
-                                      [v for v in seeds_after if v is not None]),
+        "mIoU_gain_noise": gain["noise"],
         "evaluated_on": None if not before else
         f"{before[0]['dataset'].get('name')} split {before[0].get('split')} (clean)",
         "per_class": per_class,
