@@ -122,3 +122,29 @@ def test_package_split_reads_packed_annotations(make_coco_package):
     assert sd._rle_cache == {}
     sd.masks(sd.images[0])
     assert len(sd._rle_cache) == len(sd.annotations_for(sd.images[0].id))
+
+
+def test_json_text_ids_and_images_only(tmp_path):
+    coco = _coco()
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps(coco, indent=2))  # pretty-printed: packed compact
+    packed = load_coco_packed(f)
+    table = AnnotationTable({1: [a for a in packed["annotations"] if _image(a) == 1],
+                             2: [a for a in packed["annotations"] if _image(a) == 2]})
+    for image_id in (1, 2, 3):
+        want = [a for a in json.loads(f.read_text())["annotations"] if a["image_id"] == image_id]
+        text = table.json_text(image_id)
+        assert _same(json.loads(text), want) and _same(table.get(image_id), want)
+    assert table.json_text(3) == "[]"
+    assert table.ids.dtype == np.int64 and table.ids.tolist() == [5, 7, 8, 6]
+    head = load_coco_packed(f, annotations=False)
+    assert head["annotations"] == [] and head["images"] == coco["images"] and head["categories"] == coco["categories"]
+
+
+def _image(a) -> int:
+    return a.image_id if isinstance(a, PackedAnnotation) else int(a["image_id"])
+
+
+def _same(a, b) -> bool:
+    """Equal JSON values, NaN equal to NaN."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 __all__ = ["AnnotationTable", "PackedAnnotation", "load_coco_packed"]
 
@@ -37,12 +40,13 @@ class PackedAnnotation(NamedTuple):
     text: str
 
 
-def load_coco_packed(path: Path) -> Any:
+def load_coco_packed(path: Path, *, annotations: bool = True) -> Any:
     """The parsed COCO file, its top-level ``annotations`` entries packed where well-formed.
 
     Returns what :func:`~segval.dataset.coco.load_json` returns, except that each entry of the top-level
     ``annotations`` list that is an object with integer ``id``, ``image_id``, ``category_id`` and a
-    ``segmentation`` is a :class:`PackedAnnotation`.
+    ``segmentation`` is a :class:`PackedAnnotation`. With ``annotations=False`` that list is read entry by
+    entry and left out (``[]``): the images, categories and other keys of a large file without its annotations.
 
     Raises:
         DatasetError: as :func:`~segval.dataset.coco.load_json` (invalid JSON, not UTF-8).
@@ -51,7 +55,7 @@ def load_coco_packed(path: Path) -> Any:
 
     try:
         text = Path(path).read_text(encoding="utf-8")
-        return _parse_top(text)
+        return _parse_top(text, keep_annotations=annotations)
     except (ValueError, UnicodeDecodeError, _NotAnObject):
         return load_json(path)  # the same object or the same error as before, with its line and column
 
@@ -60,7 +64,7 @@ class _NotAnObject(Exception):
     """The file is no JSON object at its top level (read whole instead)."""
 
 
-def _parse_top(text: str) -> dict[str, Any]:
+def _parse_top(text: str, *, keep_annotations: bool = True) -> dict[str, Any]:
     """The top-level object of ``text``, parsed key by key (its ``annotations`` list element by element)."""
     pos = _WS.match(text, 0).end()
     if not text.startswith("{", pos):
@@ -78,7 +82,7 @@ def _parse_top(text: str) -> dict[str, Any]:
             raise ValueError("expected ':'")
         pos = _WS.match(text, pos + 1).end()
         if key == "annotations" and text.startswith("[", pos):
-            value, pos = _parse_annotations(text, pos)
+            value, pos = _parse_annotations(text, pos, keep=keep_annotations)
         else:
             value, pos = _DECODER.raw_decode(text, pos)
         out[key] = value  # a repeated key: the last value, at the first one's place (as json.loads does)
@@ -97,8 +101,9 @@ def _end(text: str, pos: int, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _parse_annotations(text: str, pos: int) -> tuple[list[Any], int]:
-    """The ``annotations`` list starting at ``text[pos] == '['``, well-formed entries packed."""
+def _parse_annotations(text: str, pos: int, *, keep: bool = True) -> tuple[list[Any], int]:
+    """The ``annotations`` list starting at ``text[pos] == '['``, well-formed entries packed (none kept unless
+    ``keep``)."""
     items: list[Any] = []
     pos = _WS.match(text, pos + 1).end()
     if text.startswith("]", pos):
@@ -106,7 +111,8 @@ def _parse_annotations(text: str, pos: int) -> tuple[list[Any], int]:
     while True:
         start = pos
         ann, pos = _DECODER.raw_decode(text, pos)
-        items.append(_pack(ann, text[start:pos]))
+        if keep:
+            items.append(_pack(ann, text[start:pos]))
         pos = _WS.match(text, pos).end()
         if text.startswith(",", pos):
             pos = _WS.match(text, pos + 1).end()
@@ -129,17 +135,24 @@ class AnnotationTable:
 
     Args:
         by_image: ``{image id: [annotation dict or PackedAnnotation, ...]}`` in file order.
+
+    Attributes:
+        count: number of annotations.
+        ids: int64[count] annotation ids, image by image (``by_image``'s order).
     """
 
     def __init__(self, by_image: Mapping[int, Sequence[Any]]) -> None:
         self._rows: dict[int, str | list[dict[str, Any]]] = {}
         self.count = 0
+        ids = array("q")
         for image_id, anns in by_image.items():
             self.count += len(anns)
+            ids.extend(a.id if type(a) is PackedAnnotation else int(a["id"]) for a in anns)
             if anns and all(type(a) is PackedAnnotation for a in anns):
                 self._rows[image_id] = "[" + ",".join(a.text for a in anns) + "]"
             else:
                 self._rows[image_id] = [json.loads(a.text) if type(a) is PackedAnnotation else a for a in anns]
+        self.ids = np.frombuffer(ids, dtype=np.int64) if ids else np.zeros(0, np.int64)
 
     def get(self, image_id: int) -> list[dict[str, Any]]:
         """The annotation dicts of an image, in file order (parsed again on each call for packed images)."""
@@ -147,3 +160,11 @@ class AnnotationTable:
         if row is None:
             return []
         return json.loads(row) if type(row) is str else row
+
+    def json_text(self, image_id: int) -> str:
+        """The annotations of an image as one JSON array (``"[]"`` when it has none); ``json.loads`` of it equals
+        :meth:`get`."""
+        row = self._rows.get(image_id)
+        if row is None:
+            return "[]"
+        return row if type(row) is str else json.dumps(row)

@@ -138,6 +138,16 @@ class SplitData:
         split they are parsed anew on each call, :mod:`segval.dataset.packed`)."""
         return self._anns.get(image_id)
 
+    def annotations_json(self, image_id: int) -> str:
+        """The annotations of an image as one JSON array text (their compact text as read for a package's split),
+        for writing them out unchanged without parsing them."""
+        return self._anns.json_text(image_id)
+
+    @property
+    def annotation_ids(self) -> np.ndarray:
+        """int64[num_annotations]: every annotation id of the split, image by image."""
+        return self._anns.ids
+
     def image_path(self, rec: ImageRecord) -> Path:
         """Resolved path of the image file.
 

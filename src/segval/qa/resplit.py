@@ -4,44 +4,46 @@
 groups images into units (a video, or an image without ``video_id``), plans the assignment with
 :func:`segval.qa.splitting.plan_split` (the criteria are documented there) and, when the criteria are
 met (or ``allow``), writes a NEW package with image and annotation ids unchanged: images, label maps
-and COCO entries are copied as they are (every key, ``video_id`` and extra fields included).
+and COCO entries are copied as they are (every key, ``video_id`` and extra fields included). Annotations are
+never parsed into one document: they stay the package's per-image text (:mod:`segval.dataset.packed`) and are
+streamed out, so memory stays near that of opening the package.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import yaml
 
-from segval.dataset.coco import load_json
 from segval.dataset.package import DatasetPackage, SplitData
+from segval.dataset.packed import load_coco_packed
 from segval.errors import DatasetError
-from segval.io import atomic_dir, write_json
+from segval.io import atomic_dir
 from segval.qa.splitting import SplitPlan, group_images, plan_split
 
 #: one pooled image: (source split, its raw COCO image entry)
 Entry = tuple[str, dict[str, Any]]
 
 
-def pool_splits(pkg: DatasetPackage, splits: Sequence[str]) -> tuple[list[Entry], dict[int, list[dict]], Any]:
-    """The raw COCO image entries of ``splits`` (in order), the raw annotations per image id, and the categories.
+def pool_splits(pkg: DatasetPackage, splits: Sequence[str]) -> tuple[list[Entry], Any]:
+    """The raw COCO image entries of ``splits`` (in order) and the categories; the annotations stay in the
+    package's splits (written out as their text by :func:`write_resplit`).
 
     Raises:
         DatasetError: an image or annotation id used in two pooled splits (the new package keeps ids); no image.
     """
     entries: list[Entry] = []
-    anns_by_image: dict[int, list[dict[str, Any]]] = {}
     seen_img: dict[int, str] = {}
-    seen_ann: dict[int, str] = {}
     categories = None
     for s in splits:
         d = pkg.split(s)
-        coco = load_json(d.annotation_path)
+        coco = load_coco_packed(d.annotation_path, annotations=False)  # images and categories only
         categories = categories if categories is not None else coco.get("categories")
         for im in coco.get("images", []):
             iid = int(im["id"])
@@ -50,16 +52,25 @@ def pool_splits(pkg: DatasetPackage, splits: Sequence[str]) -> tuple[list[Entry]
                                    "need unique image ids (the new package keeps them)", path=d.annotation_path)
             seen_img[iid] = s
             entries.append((s, im))
-        for a in coco.get("annotations", []):
-            aid = int(a["id"])
-            if aid in seen_ann:
-                raise DatasetError(f"annotation id {aid} is used in split {seen_ann[aid]!r} and split {s!r}; pooled "
-                                   "splits need unique annotation ids", path=d.annotation_path)
-            seen_ann[aid] = s
-            anns_by_image.setdefault(int(a["image_id"]), []).append(a)
+    _check_annotation_ids(pkg, splits)
     if not entries:
         raise DatasetError(f"splits {list(splits)} hold no images; nothing to split", path=pkg.root)
-    return entries, anns_by_image, categories
+    return entries, categories
+
+
+def _check_annotation_ids(pkg: DatasetPackage, splits: Sequence[str]) -> None:
+    """Raise DatasetError naming the first annotation id (in split order) that two pooled splits share."""
+    first: dict[int, str] = {}
+    for s in splits:
+        ids = np.unique(pkg.split(s).annotation_ids)
+        if first:
+            taken = np.fromiter(first, dtype=np.int64, count=len(first))
+            both = ids[np.isin(ids, taken)]
+            if both.size:
+                aid = int(both[0])
+                raise DatasetError(f"annotation id {aid} is used in split {first[aid]!r} and split {s!r}; pooled "
+                                   "splits need unique annotation ids", path=pkg.split(s).annotation_path)
+        first.update(dict.fromkeys(ids.tolist(), s))
 
 
 def class_pixels(pkg: DatasetPackage, entries: Sequence[Entry],
@@ -69,7 +80,7 @@ def class_pixels(pkg: DatasetPackage, entries: Sequence[Entry],
     counts = np.zeros((len(entries), k), dtype=np.int64)
     for n, (s, im) in enumerate(progress(entries)):
         d = pkg.split(s)
-        t = d.semantic_target(d.image(int(im["id"])))
+        t = d.semantic_target(d.image(int(im["id"])), cache=False)
         counts[n] = np.bincount(t[t != 255].ravel(), minlength=k)[:k]
     return counts
 
@@ -78,7 +89,7 @@ def plan_resplit(pkg: DatasetPackage, source_splits: Sequence[str], names: Seque
                  tolerance: float, min_share: float, fraction_tolerance: float, seed: int, trials: int,
                  progress: Callable[[Iterable[Any]], Iterable[Any]] = lambda it: it) -> tuple[SplitPlan, dict]:
     """Pool ``source_splits`` and plan the new splits; returns the plan and what writing needs (``pooled``)."""
-    entries, anns_by_image, categories = pool_splits(pkg, source_splits)
+    entries, categories = pool_splits(pkg, source_splits)
     counts = class_pixels(pkg, entries, progress)
     recs = [pkg.split(s).image(int(im["id"])) for s, im in entries]
     keys, gidx = group_images([r.id for r in recs], [r.video_id for r in recs])
@@ -88,7 +99,7 @@ def plan_resplit(pkg: DatasetPackage, source_splits: Sequence[str], names: Seque
     plan = plan_split(g_counts, g_sizes, fractions, names, class_names=pkg.taxonomy.names, group_keys=keys,
                       tolerance=tolerance, min_share=min_share, fraction_tolerance=fraction_tolerance, seed=seed,
                       trials=trials)
-    pooled = {"entries": entries, "records": recs, "anns_by_image": anns_by_image, "categories": categories,
+    pooled = {"entries": entries, "records": recs, "categories": categories,
               "dest": [names[plan.assignment[g]] for g in gidx], "units": len(keys)}
     return plan, pooled
 
@@ -106,8 +117,7 @@ def write_resplit(pkg: DatasetPackage, output: str | os.PathLike, names: Sequenc
     copy_label_maps = all(d.has_label_maps for d in datas.values())
     with atomic_dir(output) as tmp:
         used: dict[str, set[str]] = {n: set() for n in names}
-        images_out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-        anns_out: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        images_out: dict[str, list[Entry]] = {n: [] for n in names}
         for n in names:
             (tmp / "images" / n).mkdir(parents=True, exist_ok=True)
             if copy_label_maps:
@@ -122,17 +132,30 @@ def write_resplit(pkg: DatasetPackage, output: str | os.PathLike, names: Sequenc
             _copy(d.image_path(rec), tmp / "images" / new / rec.file_name)
             if copy_label_maps and d.label_map_path(rec).is_file():
                 _copy(d.label_map_path(rec), tmp / "label_maps" / new / PurePosixPath(rec.file_name).with_suffix(".png"))
-            images_out[new].append(im)
-            anns_out[new].extend(pooled["anns_by_image"].get(rec.id, []))
+            images_out[new].append((s, im))
         (tmp / "annotations").mkdir()
+        info = {"description": str(meta.get("name")), "version": str(meta.get("version"))}
         for n in names:
-            coco = {"info": {"description": str(meta.get("name")), "version": str(meta.get("version"))},
-                    "images": images_out[n], "annotations": anns_out[n],
-                    "categories": pooled["categories"] or pkg.taxonomy.coco_categories()}
-            write_json(tmp / "annotations" / f"{n}.json", coco, indent=None)
+            _write_coco(tmp / "annotations" / f"{n}.json", info, images_out[n], datas,
+                        pooled["categories"] or pkg.taxonomy.coco_categories())
         (tmp / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True), encoding="utf-8")
         DatasetPackage.open(tmp)  # the cheap checks, before the package is renamed into place
     return {n: len(images_out[n]) for n in names}
+
+
+def _write_coco(path: Path, info: dict[str, Any], images: Sequence[Entry], datas: Mapping[str, SplitData],
+                categories: Any) -> None:
+    """Write a COCO file of ``images`` (their raw entries, in order) and their annotations, streamed: each image's
+    annotations go out as the text they were read as (no parsed copy of the split is held)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f'{{"info": {json.dumps(info)}, "images": {json.dumps([im for _, im in images])}, "annotations": [')
+        sep = ""
+        for s, im in images:
+            inner = datas[s].annotations_json(int(im["id"]))[1:-1]
+            if inner:
+                f.write(sep + inner)
+                sep = ", "
+        f.write(f'], "categories": {json.dumps(categories)}}}\n')
 
 
 def _copy(src: Path, dst: Path) -> None:
