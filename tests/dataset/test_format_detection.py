@@ -81,3 +81,18 @@ def test_identify(tmp_path):
     assert identify(tmp_path / "lm").format == "labelme"
     assert identify(write_json(tmp_path / "ls.json", [{"id": 1, "data": {"image": "x"}, "annotations": []}])).format \
         == "labelstudio"
+
+
+def test_the_wrong_format_names_the_right_one(tmp_path):
+    from segval.dataset.formats.read import read_export
+
+    coco = tmp_path / "export" / "annotations.json"
+    write_json(coco, {**COCO, "images": [{"id": 1, "file_name": "a.png", "width": 4, "height": 4}]})
+    with pytest.raises(DatasetError) as err:  # the default format=labelme on a COCO file
+        read_export("labelme", coco)
+    assert "format=labelme reads a folder" in str(err.value)
+    assert "format=labelme was used, but" in str(err.value) and "COCO instance-segmentation file" in str(err.value)
+    write_json(tmp_path / "lm" / "a.json", {"shapes": [], "imagePath": "a.png"})
+    with pytest.raises(DatasetError) as err:  # a labelme folder read as COCO: its own message names labelme once
+        read_export("coco", tmp_path / "lm")
+    assert str(err.value).count("format=labelme") == 1

@@ -85,6 +85,27 @@ def read_export(
     img = Path(images) if images is not None else None
     bg = background if background is not None else ("none" if fmt == "coco_panoptic" else "auto")
     common = {"max_pixels": int(max_pixels), "progress": progress}
+    try:
+        return _read(fmt, src, img, split, bg, opts, common)
+    except DatasetError as err:
+        _add_format_hint(err, fmt, src)
+        raise
+
+
+def _add_format_hint(err: DatasetError, fmt: str, src: Path) -> None:
+    """When ``src`` is recognisably another format than ``fmt`` (:func:`~segval.dataset.formats.detect.identify`),
+    add to ``err``'s message what it is and which ``format=`` reads it."""
+    from segval.dataset.formats.detect import identify
+
+    found = identify(src)
+    if found.format not in (None, fmt) and err.args and f"format={found.format}" not in str(err.args[0]):
+        err.args = (f"{err.args[0]}\n  (format={fmt} was used, but {found.message})",) + err.args[1:]
+
+
+def _read(fmt: str, src: Path, img: Path | None, split: str, bg: str, opts: dict[str, Any],
+          common: dict[str, Any]) -> ImportedDataset:
+    """Dispatch to the reader of ``fmt`` (arguments as :func:`read_export`)."""
+    progress = common["progress"]
     if fmt == "coco":
         return _coco(src, img, split, bg, opts, common)
     if fmt == "coco_panoptic":
