@@ -43,7 +43,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -97,9 +97,36 @@ class FrameObjects:
 
     @property
     def centroids(self) -> list[np.ndarray]:
+        """float[2] (x, y) per mask, as :func:`_centroid`."""
         if not hasattr(self, "_centroids"):
             self._centroids = [_centroid(m) for m in self.masks]
         return self._centroids
+
+    @property
+    def stats(self) -> MaskStats:
+        """The boxes and areas of :attr:`masks` (:func:`mask_stats`)."""
+        if not hasattr(self, "_stats"):
+            self._stats = mask_stats(self.masks)
+        return self._stats
+
+
+class MaskStats(NamedTuple):
+    """Boxes and areas of a stack of N masks (what :func:`_iou_arrays` needs to skip disjoint pairs)."""
+
+    boxes: np.ndarray  # int64[N, 4]: y0, y1, x0, x1 (end exclusive); 0, 0, 0, 0 for an empty mask
+    areas: np.ndarray  # int64[N]
+
+
+def mask_stats(masks: np.ndarray) -> MaskStats:
+    """:class:`MaskStats` of bool[N, H, W] ``masks``."""
+    n, h, w = masks.shape
+    per_row = masks.sum(axis=2, dtype=np.int64)  # [N, H]
+    rows, cols = per_row > 0, masks.any(axis=1)  # [N, H], [N, W]
+    boxes = np.stack([rows.argmax(1), h - rows[:, ::-1].argmax(1), cols.argmax(1), w - cols[:, ::-1].argmax(1)],
+                     axis=1).astype(np.int64).reshape(n, 4)
+    areas = per_row.sum(axis=1)
+    boxes[areas == 0] = 0
+    return MaskStats(boxes, areas)
 
 
 def load_frame(split: Any, rec: Any, background_id: int | None) -> FrameObjects:
@@ -132,15 +159,25 @@ class _FrameWindow:
             del self.cache[t]
 
 
-def _iou_arrays(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """float[Na, Nb] IoU of two stacks of bool masks of the same size."""
+def _iou_arrays(a: np.ndarray, b: np.ndarray, sa: MaskStats | None = None, sb: MaskStats | None = None
+                ) -> np.ndarray:
+    """float32[Na, Nb] IoU of two stacks of bool masks of the same size (float64 zeros when one is empty or the
+    sizes differ). ``sa`` / ``sb``: their :func:`mask_stats`, when known. Pairs whose boxes are disjoint are not
+    compared; the others are intersected inside the common box. Exact: the counts are integers and the ratio is
+    taken in float32, as a float32 matrix product of the flattened masks would give."""
     if a.shape[0] == 0 or b.shape[0] == 0 or a.shape[1:] != b.shape[1:]:
         return np.zeros((a.shape[0], b.shape[0]))
-    fa = a.reshape(a.shape[0], -1).astype(np.float32)
-    fb = b.reshape(b.shape[0], -1).astype(np.float32)
-    inter = fa @ fb.T
-    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    sa = sa if sa is not None else mask_stats(a)
+    sb = sb if sb is not None else mask_stats(b)
+    ba, bb = sa.boxes[:, None, :], sb.boxes[None, :, :]
+    y0, y1 = np.maximum(ba[..., 0], bb[..., 0]), np.minimum(ba[..., 1], bb[..., 1])
+    x0, x1 = np.maximum(ba[..., 2], bb[..., 2]), np.minimum(ba[..., 3], bb[..., 3])
+    inter = np.zeros((a.shape[0], b.shape[0]), np.int64)
+    for i, j in zip(*np.nonzero((y1 > y0) & (x1 > x0)), strict=True):
+        win = (slice(y0[i, j], y1[i, j]), slice(x0[i, j], x1[i, j]))
+        inter[i, j] = np.count_nonzero(a[i][win] & b[j][win])
+    union = (sa.areas[:, None] + sb.areas[None, :] - inter).astype(np.float32)
+    return np.where(union > 0, inter.astype(np.float32) / np.maximum(union, 1), 0.0)
 
 
 def _translate(masks: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -185,9 +222,23 @@ def _match(iou: np.ndarray, j: int) -> tuple[int | None, float]:
     return k, float(iou[j, k])
 
 
+def _median(x: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(x, axis=0)``; ``np.median`` (the same values, a fraction of the time on small arrays) when
+    ``x`` has no NaN."""
+    return np.nanmedian(x, axis=0) if np.isnan(x).any() else np.median(x, axis=0)
+
+
 def _centroid(m: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(m)
-    return np.array([xs.mean(), ys.mean()]) if xs.size else np.array([np.nan, np.nan])
+    """float[2]: the mean (x, y) of the pixels of bool[H, W] ``m`` (NaN when empty); exact: integer sums of the
+    row and column counts divided once, as the mean of the pixel coordinates."""
+    rows = np.count_nonzero(m, axis=1)
+    n = int(rows.sum())
+    if n == 0:
+        return np.array([np.nan, np.nan])
+    cols = np.count_nonzero(m, axis=0)
+    sy = int(rows @ np.arange(rows.size, dtype=np.int64))
+    sx = int(cols @ np.arange(cols.size, dtype=np.int64))
+    return np.array([np.float64(sx) / n, np.float64(sy) / n])
 
 
 def temporal_candidates(
@@ -275,7 +326,7 @@ class _VideoScan:
         self.frames = _FrameWindow(split, recs, background_id)
         self.n = len(recs)
         self._ious: dict[tuple[int, int], np.ndarray] = {}
-        self._aligned: dict[tuple[int, int], np.ndarray] = {}
+        self._aligned: dict[tuple[int, int], tuple[np.ndarray, MaskStats]] = {}
         #: (t, j) -> the raw measures of annotation j of frame t
         self.rows: dict[tuple[int, int], dict[str, Any]] = {}
         #: class -> consecutive-frame symmetric difference / perimeter (the usual change of a class)
@@ -304,21 +355,31 @@ class _VideoScan:
         """bool[N_u, H, W]: frame u's masks translated onto frame t by the camera's shift between them (the
         median centroid displacement of the objects matched at IoU >= match_iou, when there are three or
         more), so a panning camera does not count as disagreement."""
+        return self._aligned_stack(u, t)[0]
+
+    def _aligned_stack(self, u: int, t: int) -> tuple[np.ndarray, MaskStats]:
+        """:meth:`aligned` and its :func:`mask_stats`."""
         if (u, t) not in self._aligned:
             fu, ft = self.frames[u], self.frames[t]
-            raw = _iou_arrays(ft.masks, fu.masks)
+            raw = _iou_arrays(ft.masks, fu.masks, ft.stats, fu.stats)
             shifts = [ft.centroids[j] - fu.centroids[int(np.argmax(raw[j]))] for j in range(raw.shape[0])
                       if raw.shape[1] and raw[j].max() >= self.cfg.match_iou]
             # the camera: the median over at least three objects (with fewer, objects' own motion would pass for it)
-            d = (np.round(np.nanmedian(np.stack(shifts), axis=0)).astype(int) if len(shifts) >= 3
+            d = (np.round(_median(np.stack(shifts))).astype(int) if len(shifts) >= 3
                  else np.zeros(2, int))
-            self._aligned[(u, t)] = _translate(fu.masks, int(d[1]), int(d[0])) if d.any() else fu.masks
+            if d.any():
+                moved = _translate(fu.masks, int(d[1]), int(d[0]))
+                self._aligned[(u, t)] = (moved, mask_stats(moved))
+            else:
+                self._aligned[(u, t)] = (fu.masks, fu.stats)
         return self._aligned[(u, t)]
 
     def iou(self, t: int, u: int) -> np.ndarray:
         """float[N_t, N_u]: IoU of frame t's masks with frame u's aligned onto t."""
         if (t, u) not in self._ious:
-            self._ious[(t, u)] = _iou_arrays(self.frames[t].masks, self.aligned(u, t))
+            ft = self.frames[t]
+            moved, moved_stats = self._aligned_stack(u, t)
+            self._ious[(t, u)] = _iou_arrays(ft.masks, moved, ft.stats, moved_stats)
         return self._ious[(t, u)]
 
     # -- one annotation
@@ -326,7 +387,7 @@ class _VideoScan:
         """The raw measures of annotation j of frame t (None when it is too small to be scored)."""
         cfg, fo = self.cfg, self.frames[t]
         m, cat = fo.masks[j], fo.cats[j]
-        area = int(m.sum())
+        area = int(fo.stats.areas[j])
         if area < cfg.min_pixels:
             return None
         per = max(qc.pixel_perimeter(m), 1)
@@ -343,7 +404,7 @@ class _VideoScan:
         if t + 1 in nb and self.frames[t + 1].cats[nb[t + 1][0]] == cat and nb[t + 1][1] >= cfg.match_iou:
             self.steps[cat].append(int((m ^ self.aligned(t + 1, t)[nb[t + 1][0]]).sum()) / per)
         self._outline(row, t, m, per, nb)
-        self._spikes(row, t, m, area, nb)
+        self._spikes(row, t, area, nb)
         self._class_votes(row, t, j, cat, nb)
         return row
 
@@ -367,19 +428,19 @@ class _VideoScan:
             diff = int((m ^ self.aligned(one[0], t)[nb[one[0]][0]]).sum())
             row.update(band=diff / per, sided=1, pixels=diff)
 
-    def _spikes(self, row: dict[str, Any], t: int, m: np.ndarray, area: int,
+    def _spikes(self, row: dict[str, Any], t: int, area: int,
                 nb: Mapping[int, tuple[int, float]]) -> None:
         """(2) area and (3) position against the previous and next frames, as *spikes*: a change towards both
         neighbours in the same direction (an onset of occlusion, an object leaving the view or a steady
         motion changes towards one neighbour only, or in opposite directions)."""
         if t - 1 not in nb or t + 1 not in nb:
             return
-        mp, mn = self.frames[t - 1].masks[nb[t - 1][0]], self.frames[t + 1].masks[nb[t + 1][0]]
-        lp = float(np.log(area / max(int(mp.sum()), 1)))
-        ln = float(np.log(area / max(int(mn.sum()), 1)))
+        (fp, kp), (fn, kn) = (self.frames[t - 1], nb[t - 1][0]), (self.frames[t + 1], nb[t + 1][0])
+        lp = float(np.log(area / max(int(fp.stats.areas[kp]), 1)))
+        ln = float(np.log(area / max(int(fn.stats.areas[kn]), 1)))
         row["area_spike"] = min(abs(lp), abs(ln)) if lp * ln > 0 else 0.0
-        c = _centroid(m)
-        row["d_prev"], row["d_next"] = c - _centroid(mp), c - _centroid(mn)
+        c = self.frames[t].centroids[row["j"]]
+        row["d_prev"], row["d_next"] = c - fp.centroids[kp], c - fn.centroids[kn]
 
     def _class_votes(self, row: dict[str, Any], t: int, j: int, cat: int,
                      nb: Mapping[int, tuple[int, float]]) -> None:
@@ -412,7 +473,7 @@ class _VideoScan:
             return
         dp = np.stack([r["d_prev"] for r in moving])
         dn = np.stack([r["d_next"] for r in moving])
-        fp_, fn_ = (np.nanmedian(dp, axis=0), np.nanmedian(dn, axis=0)) if len(moving) > 2 else (0.0, 0.0)
+        fp_, fn_ = (_median(dp), _median(dn)) if len(moving) > 2 else (0.0, 0.0)
         for r in moving:
             a, b = np.nan_to_num(r["d_prev"] - fp_), np.nan_to_num(r["d_next"] - fn_)
             na, nb_ = float(np.linalg.norm(a)), float(np.linalg.norm(b))
@@ -448,17 +509,17 @@ class _VideoScan:
         pf, nf = self.frames[a_], self.frames[b_]
         pn = self.iou(a_, b_)
         ip, inn = self.iou(t, a_), self.iou(t, b_)  # [N_t, N_a], [N_t, N_b]
-        here_c = [_centroid(mm) for mm in fo.masks]
+        here_c = fo.centroids
         for i in range(len(pf.ann_ids)):
             k, iou = _match(pn, i)
-            if k is None or iou < cfg.pair_iou or nf.cats[k] != pf.cats[i] or pf.masks[i].sum() < cfg.min_pixels:
+            if k is None or iou < cfg.pair_iou or nf.cats[k] != pf.cats[i] or pf.stats.areas[i] < cfg.min_pixels:
                 continue
             if edge and _touches_border(pf.masks[i]):
                 continue  # it may just be entering / leaving the view
             cat = pf.cats[i]
-            ca, cb = _centroid(pf.masks[i]), _centroid(nf.masks[k])
+            ca, cb = pf.centroids[i], nf.centroids[k]
             mid = 2 * ca - cb if edge else (ca + cb) / 2
-            reach = 2.0 * np.sqrt(max(int(pf.masks[i].sum()), 1) / np.pi)
+            reach = 2.0 * np.sqrt(max(int(pf.stats.areas[i]), 1) / np.pi)
             if any(ip[jj, i] >= cfg.missing_iou or inn[jj, k] >= cfg.missing_iou
                    or (fo.cats[jj] == cat and (ip[jj, i] > 0 or inn[jj, k] > 0
                                                 or np.linalg.norm(here_c[jj] - mid) < reach))
