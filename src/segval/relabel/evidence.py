@@ -180,6 +180,15 @@ def _iou_arrays(a: np.ndarray, b: np.ndarray, sa: MaskStats | None = None, sb: M
     return np.where(union > 0, inter.astype(np.float32) / np.maximum(union, 1), 0.0)
 
 
+def _window(*boxes: np.ndarray) -> tuple[slice, slice]:
+    """The (rows, columns) slices of the smallest box holding every non-empty box (``y0, y1, x0, x1``)."""
+    full = [b for b in boxes if b[1] > b[0]]
+    if not full:
+        return slice(0, 0), slice(0, 0)
+    return (slice(int(min(b[0] for b in full)), int(max(b[1] for b in full))),
+            slice(int(min(b[2] for b in full)), int(max(b[3] for b in full))))
+
+
 def _translate(masks: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """bool[N, H, W] moved by (dy, dx); what leaves the image is lost."""
     out = np.zeros_like(masks)
@@ -386,13 +395,15 @@ class _VideoScan:
     def _measure(self, t: int, j: int) -> dict[str, Any] | None:
         """The raw measures of annotation j of frame t (None when it is too small to be scored)."""
         cfg, fo = self.cfg, self.frames[t]
-        m, cat = fo.masks[j], fo.cats[j]
+        m, cat, b = fo.masks[j], fo.cats[j], fo.stats.boxes[j]
         area = int(fo.stats.areas[j])
         if area < cfg.min_pixels:
             return None
-        per = max(qc.pixel_perimeter(m), 1)
-        row: dict[str, Any] = {"t": t, "j": j, "ann": fo.ann_ids[j], "cat": cat, "area": area,
-                               "image_id": fo.image_id, "box": _box(m), "video": self.video_id}
+        y0, y1, x0, x1 = (int(v) for v in b)
+        per = max(qc.pixel_perimeter(m[y0:y1, x0:x1]), 1)  # nothing outside the box
+        row: dict[str, Any] = {"t": t, "j": j, "ann": fo.ann_ids[j], "cat": cat, "area": area, "image_id": fo.image_id,
+                               "box": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)] if area else None,
+                               "video": self.video_id}
         nb: dict[int, tuple[int, float]] = {}  # neighbour frame -> (index, IoU) of the same object
         for u in (t - 2, t - 1, t + 1, t + 2):
             if 0 <= u < self.n:
@@ -402,22 +413,30 @@ class _VideoScan:
         row["iou_prev"] = nb.get(t - 1, (None, 0.0))[1]
         row["iou_next"] = nb.get(t + 1, (None, 0.0))[1]
         if t + 1 in nb and self.frames[t + 1].cats[nb[t + 1][0]] == cat and nb[t + 1][1] >= cfg.match_iou:
-            self.steps[cat].append(int((m ^ self.aligned(t + 1, t)[nb[t + 1][0]]).sum()) / per)
-        self._outline(row, t, m, per, nb)
+            mn, bn = self._neighbour(t + 1, t, nb[t + 1][0])
+            w = _window(b, bn)
+            self.steps[cat].append(int(np.count_nonzero(m[w] ^ mn[w])) / per)
+        self._outline(row, t, m, b, per, nb)
         self._spikes(row, t, area, nb)
         self._class_votes(row, t, j, cat, nb)
         return row
 
-    def _outline(self, row: dict[str, Any], t: int, m: np.ndarray, per: int,
+    def _neighbour(self, u: int, t: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """bool[H, W] mask k of frame u aligned onto frame t, and its box (:class:`MaskStats`)."""
+        moved, stats = self._aligned_stack(u, t)
+        return moved[k], stats.boxes[k]
+
+    def _outline(self, row: dict[str, Any], t: int, m: np.ndarray, b: np.ndarray, per: int,
                  nb: Mapping[int, tuple[int, float]]) -> None:
         """(1) outline: the interpolation band over the pairs of neighbours around t (the smaller is the
         evidence: a frame next to a corrupted one is explained by the pair that skips it); with one
-        neighbour, the symmetric difference with it."""
+        neighbour, the symmetric difference with it. Pixels are counted inside the masks' common box."""
         bands = []
         for a_, b_ in ((t - 1, t + 1), (t - 2, t + 2)):
             if a_ in nb and b_ in nb:
-                ma, mb = self.aligned(a_, t)[nb[a_][0]], self.aligned(b_, t)[nb[b_][0]]
-                px = int((m & ~ma & ~mb).sum()) + int((ma & mb & ~m).sum())
+                (ma, ba), (mb, bb) = self._neighbour(a_, t, nb[a_][0]), self._neighbour(b_, t, nb[b_][0])
+                w = _window(b, ba, bb)
+                px = int(np.count_nonzero(m[w] & ~ma[w] & ~mb[w])) + int(np.count_nonzero(ma[w] & mb[w] & ~m[w]))
                 bands.append((px / per, px))
         if bands:
             row["band"], row["pixels"] = min(bands)
@@ -425,7 +444,9 @@ class _VideoScan:
             return
         one = [u for u in (t - 1, t + 1) if u in nb and nb[u][1] >= self.cfg.match_iou]
         if one:
-            diff = int((m ^ self.aligned(one[0], t)[nb[one[0]][0]]).sum())
+            mo, bo = self._neighbour(one[0], t, nb[one[0]][0])
+            w = _window(b, bo)
+            diff = int(np.count_nonzero(m[w] ^ mo[w]))
             row.update(band=diff / per, sided=1, pixels=diff)
 
     def _spikes(self, row: dict[str, Any], t: int, area: int,
