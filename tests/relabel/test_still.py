@@ -44,7 +44,8 @@ def test_shifted_outline_and_swapped_class_are_queued_first(package: Path) -> No
     sd = pkg.split("train")
     cfg = StillConfig.from_mapping({"enabled": "true"})
     ev = gather_still_evidence(sd, background_id=pkg.taxonomy.background_id, cfg=cfg)
-    assert set(ev.rows) == {"edge_gain", "edge_off_edge", "appearance_colour"} and ev.label_quality is None
+    assert set(ev.rows) == {"edge_gain", "edge_off_edge", "appearance_colour", "appearance_margin"}
+    assert ev.label_quality is None
     q = build_queue(pkg, split="train", budget=2, still=ev, still_cfg=cfg, geometry=False)
     assert {it["image_id"] for it in q["items"]} == {SHIFTED + 1, SWAPPED + 1}  # image ids start at 1
     by_image = {it["image_id"]: it for it in q["items"]}
@@ -61,3 +62,19 @@ def test_still_config_errors_name_the_setting() -> None:
         StillConfig.from_mapping({"enabled": "sometimes"})
     with pytest.raises(ConfigError, match="unknown key"):
         StillConfig.from_mapping({"video_weigth": 0.5})
+    with pytest.raises(ConfigError, match="margin_k >= 1"):
+        StillConfig.from_mapping({"margin_k": 0})
+
+
+def test_appearance_margin_without_a_model_ranks_the_swapped_square_first(package: Path) -> None:
+    """No model: colour and mask shape only. The square labelled disc is nearer the other squares than any disc."""
+    pkg = DatasetPackage.open(package)
+    sd = pkg.split("train")
+    cfg = StillConfig.from_mapping({"enabled": "true", "weights": {"edge_gain": 0, "edge_off_edge": 0}})
+    ev = gather_still_evidence(sd, background_id=pkg.taxonomy.background_id, cfg=cfg)
+    rows = sorted(ev.rows["appearance_margin"], key=lambda r: -r.value)
+    assert len(rows) == 20 and rows[0].image_id == SWAPPED + 1 and rows[0].category_id == 1 and rows[0].suggested == 2
+    assert rows[0].value > 0 > rows[1].value
+    q = build_queue(pkg, split="train", budget=1, still=ev, still_cfg=cfg, geometry=False)
+    assert q["items"][0]["image_id"] == SWAPPED + 1
+    assert "look-alikes in other images (by colour, shape) carry square" in q["items"][0]["reason"]
