@@ -25,25 +25,33 @@ import numpy as np
 
 from segval.relabel.annotations import AnnotationScore, iter_annotations
 
-__all__ = ["colour_features", "knn_evidence", "margin_evidence", "pair_counts", "shape_features", "stack_features"]
+__all__ = ["colour_features", "colour_histogram", "knn_evidence", "margin_evidence", "mask_shape", "nearest_annotations",
+           "pair_counts", "shape_features", "stack_features"]
 
 
 def colour_features(split: Any, *, background_id: int | None, bins: tuple[int, int, int] = (8, 4, 4),
                     images: Sequence[Any] | None = None) -> dict[tuple[int, int], np.ndarray]:
-    """``{(image_id, annotation_id): float32[D]}``: normalised HSV histogram of the annotation's
-    pixels (one pixel in from its outline), square-rooted (Hellinger)."""
+    """``{(image_id, annotation_id): float32[D]}``: :func:`colour_histogram` of each annotation's pixels."""
     out = {}
     for rec, insts in iter_annotations(split, background_id, images):
         hsv = cv2.cvtColor(split.read_image(rec), cv2.COLOR_RGB2HSV)
         for inst in insts:
-            core = cv2.erode(inst.mask.astype(np.uint8), np.ones((3, 3), np.uint8))
-            if core.sum() < 8:
-                core = inst.mask.astype(np.uint8)
-            if core.sum() < 4:
-                continue
-            h = cv2.calcHist([hsv], [0, 1, 2], core, list(bins), [0, 180, 0, 256, 0, 256]).ravel()
-            out[(rec.id, inst.annotation_id)] = np.sqrt(h / max(h.sum(), 1.0)).astype(np.float32)
+            h = colour_histogram(hsv, inst.mask, bins)
+            if h is not None:
+                out[(rec.id, inst.annotation_id)] = h
     return out
+
+
+def colour_histogram(hsv: np.ndarray, mask: np.ndarray, bins: tuple[int, int, int] = (8, 4, 4)) -> np.ndarray | None:
+    """float32[prod(bins)]: normalised HSV histogram of ``mask``'s pixels (one pixel in from its outline when that
+    leaves 8), square-rooted (Hellinger); None under 4 pixels. ``hsv``: uint8[H, W, 3] (OpenCV's HSV)."""
+    core = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8))
+    if core.sum() < 8:
+        core = mask.astype(np.uint8)
+    if core.sum() < 4:
+        return None
+    h = cv2.calcHist([hsv], [0, 1, 2], core, list(bins), [0, 180, 0, 256, 0, 256]).ravel()
+    return np.sqrt(h / max(h.sum(), 1.0)).astype(np.float32)
 
 
 def shape_features(split: Any, *, background_id: int | None, images: Sequence[Any] | None = None
@@ -138,6 +146,38 @@ def margin_evidence(features: Mapping[tuple[int, int], np.ndarray], category_of:
                                         {"appearance_own_dist": round(d_own, 4), "appearance_other_dist": round(d_other, 4)},
                                         int(cat[cat != cat[i]][near[0]])))
     return rows
+
+
+def nearest_annotations(features: Mapping[tuple[int, int], np.ndarray], queries: Sequence[tuple[int, int]],
+                        category_of: Mapping[tuple[int, int], int], *, k: int = 3) -> dict[tuple[int, int], tuple[float, int]]:
+    """For each query (a key of ``features`` that is no annotation, e.g. an unlabelled region): the mean cosine
+    distance to its ``k`` nearest annotations of other images, and the class of the nearest. Vectors are centred
+    on the annotations' mean. A region that looks like annotated objects is a dropped annotation candidate.
+
+    Args:
+        features: ``{key: float[D]}`` of the annotations and the queries (e.g. :func:`stack_features`).
+        queries: the keys to measure (absent ones are left out).
+        category_of: ``{(image_id, annotation_id): category_id}`` of the annotations.
+    """
+    ann = [key for key in features if key in category_of]
+    qs = [q for q in queries if q in features]
+    if not ann or not qs:
+        return {}
+    a = np.stack([features[key] for key in ann]).astype(np.float32)
+    mu = a.mean(0, keepdims=True)
+    a = a - mu
+    a /= np.linalg.norm(a, axis=1, keepdims=True).clip(1e-8)
+    img = np.array([key[0] for key in ann])
+    cat = np.array([category_of[key] for key in ann])
+    out = {}
+    for q in qs:
+        x = np.asarray(features[q], np.float32) - mu[0]
+        d = np.where(img == q[0], np.inf, 1.0 - a @ (x / max(float(np.linalg.norm(x)), 1e-8)))
+        near = np.argsort(d, kind="stable")[:k]
+        near = near[np.isfinite(d[near])]
+        if len(near):
+            out[q] = (float(d[near].mean()), int(cat[near[0]]))
+    return out
 
 
 def knn_evidence(features: Mapping[tuple[int, int], np.ndarray], category_of: Mapping[tuple[int, int], int], *,

@@ -23,6 +23,7 @@ or ``none``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,12 +149,12 @@ def gather_still_evidence(
         edges = edge_evidence(split, background_id=background_id, images=recs,
                               progress=lambda it: progress(it, "edges"))
         rows["edge_gain"], rows["edge_off_edge"] = edges["gain"], edges["off_edge"]
-    look = {}  # the model-free look of each annotation, for appearance_margin
-    if wanted & {"appearance_colour", "appearance_margin"}:
+    look = {}  # the model-free look of each annotation, for appearance_margin and model_missing
+    if wanted & {"appearance_colour", "appearance_margin", "model_missing"}:
         look["colour"] = colour_features(split, background_id=background_id, images=recs)
     if "appearance_colour" in wanted:
         rows["appearance_colour"] = knn_evidence(look["colour"], category_of, k=cfg.appearance_k)
-    if "appearance_margin" in wanted:
+    if wanted & {"appearance_margin", "model_missing"}:
         look["shape"] = shape_features(split, background_id=background_id, images=recs)
     label_quality: dict[int, float] | None = None
     source: dict[int, str] = {}
@@ -184,6 +185,8 @@ def _model_rows(split: Any, m: ModelScoring, recs: Sequence[Any], background_id:
                         images=recs, min_missing_px=cfg.min_missing_px,
                         progress=lambda it: progress(it, f"model ({m.source})"))
     rows = {"model_missing": me["missing"], "model_selfconf": me["selfconf"], "model_disagree": me["disagree"]}
+    if look.get("shape") is not None:
+        _missing_lookalike(me, look, category_of, k=cfg.margin_k)
     if me["features"]:  # look-alikes among the images this model scored (features of models differ)
         rows["appearance_model"] = knn_evidence(me["features"], category_of, k=cfg.appearance_k)
         if look.get("shape") is not None:  # colour, shape and the model's features, one block each
@@ -193,6 +196,33 @@ def _model_rows(split: Any, m: ModelScoring, recs: Sequence[Any], background_id:
         for r in rs:
             r.info["model_evidence"] = m.source
     return {"rows": rows, "label_quality": me["label_quality"]}
+
+
+def _missing_lookalike(me: dict[str, Any], look: Mapping[str, Mapping[tuple[int, int], Any]],
+                       category_of: Mapping[tuple[int, int], int], *, k: int) -> None:
+    """Re-score the model's missing regions (in place) by how much each looks like annotated objects of other images:
+    ``-log(d + 0.001)``, d = mean cosine distance to its ``k`` nearest annotations (colour, mask shape and the
+    model's features stacked as for ``appearance_margin``). A shadow or a sliver of the arm the model claims looks
+    like no annotation; a dropped object looks like the same object annotated in other images. Regions too small
+    to describe keep no row."""
+    from segval.relabel.appearance import nearest_annotations, stack_features
+
+    looks = me.get("missing_looks") or []
+    keys = {j: (r.image_id, -1 - j) for j, (r, lk) in enumerate(zip(me["missing"], looks)) if lk is not None}
+    use_model = bool(me["features"]) and all(looks[j]["model"] is not None for j in keys)
+    blocks = [{**look["colour"], **{q: looks[j]["colour"] for j, q in keys.items()}},
+              {**look["shape"], **{q: looks[j]["shape"] for j, q in keys.items()}}]
+    if use_model:
+        blocks.append({**me["features"], **{q: looks[j]["model"] for j, q in keys.items()}})
+    near = nearest_annotations(stack_features(*blocks), list(keys.values()), category_of, k=k)
+    kept = []
+    for j, r in enumerate(me["missing"]):
+        if j in keys and keys[j] in near:
+            d, like = near[keys[j]]
+            r.value = -math.log(d + 1e-3)
+            r.info.update({"missing_lookalike_dist": round(d, 4), "missing_looks_like": like})
+            kept.append(r)
+    me["missing"] = kept
 
 
 def _dynamics_rows(split: Any, path: str | Path, background_id: int | None) -> dict[str, list[AnnotationScore]]:
