@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from segval.relabel.appearance import knn_evidence, margin_evidence, mask_shape, stack_features
+from segval.relabel.appearance import knn_evidence, margin_evidence, mask_shape, nearest_annotations, stack_features
 
 
 def test_mask_shape_of_a_rectangle_matches_hand_computation() -> None:
@@ -95,3 +95,20 @@ def test_margin_without_an_own_class_elsewhere_uses_the_largest_distance() -> No
     rows = {(r.image_id, r.annotation_id): r for r in margin_evidence(feats, cats, k=1)}
     assert rows[(1, 1)].info["appearance_own_dist"] == 2.0 and rows[(1, 1)].suggested == 2
     assert margin_evidence({(1, 1): np.ones(2)}, {(1, 1): 1}) == []
+
+
+def test_nearest_annotations_measures_a_query_against_annotations_of_other_images() -> None:
+    feats, cats = _lookalikes()
+    feats[(1, -1)] = np.array([0.8, 0.63, 0.0])  # a region of image 1 that looks like a B
+    feats[(2, -1)] = np.array([-3.0, -3.0, 5.0])  # one that looks like nothing annotated
+    near = nearest_annotations(feats, [(1, -1), (2, -1), (9, -1)], cats, k=2)
+    assert set(near) == {(1, -1), (2, -1)} and near[(1, -1)][1] == 2
+    keys = [q for q in feats if q in cats]
+    a = np.stack([feats[q] for q in keys])
+    mu = a.mean(0)
+    a = (a - mu) / np.linalg.norm(a - mu, axis=1, keepdims=True)
+    x = (feats[(1, -1)] - mu) / np.linalg.norm(feats[(1, -1)] - mu)
+    d = sorted(1 - a[j] @ x for j, q in enumerate(keys) if q[0] != 1)[:2]
+    assert near[(1, -1)][0] == pytest.approx(np.mean(d), abs=1e-5)
+    assert near[(2, -1)][0] > 0.5 > near[(1, -1)][0]
+    assert nearest_annotations(feats, [], cats) == {}
