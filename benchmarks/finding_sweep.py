@@ -12,11 +12,11 @@ Its queue ranks every image; K = 2 x corrupted images.
 Figures per case: recall@K and per-image AUROC (corrupted vs clean) of the queue; of every still-image kind
 alone and of the model's label quality (cleanlab's softmin, the same formula; ``cleanlab`` itself when installed);
 of the queue without still evidence (today's ranking); of the default fusion of the still kinds without each of its
-kinds in turn (what each kind adds: ``fusion without appearance_margin`` is the fusion before that kind existed). Then mean ± std over seeds per rate, and the last line
-``finding_power: ... PASS|FAIL`` (goals: recall@K >= 0.85 and AUROC >= 0.85 at every rate, never below the best
-single kind nor the label quality). ``--gain``: for the first seed of each rate the clean-truth oracle answers the
-queue, the corrections are imported and both versions are trained with 2 seeds: the mIoU gain on the clean val
-split, mean ± std.
+kinds in turn (what each kind adds: ``fusion without appearance_margin`` is the fusion before that kind existed).
+Then mean ± std over seeds per rate, and the last line ``finding_power: ... PASS|FAIL`` (goals: recall@K >= 0.85
+and AUROC >= 0.85 at every rate, never below the best single kind nor the label quality). ``--gain``: for the first
+seed of each rate the clean-truth oracle answers the queue, the corrections are imported and both versions are
+trained with 2 seeds: the mIoU gain on the clean val split, mean ± std.
 
 Every step is resumable (a finished case is not redone); cases are independent folders.
 """

@@ -88,8 +88,9 @@ def test_missing_regions_score_how_much_they_look_like_annotated_objects() -> No
     from segval.relabel.still import _missing_lookalike
 
     rng = np.random.default_rng(1)
-    colour = {(i, a): np.array([1.0, 0.0, 0.1 * i] if a == 1 else [0.0, 1.0, 0.1 * i]) for i in (1, 2, 3) for a in (1, 2)}
-    shape = {(i, a): np.array([1.0, 0.2 * i] if a == 1 else [0.0, 0.2 * i]) for i in (1, 2, 3) for a in (1, 2)}
+    keys = [(i, a) for i in (1, 2, 3) for a in (1, 2)]
+    colour = {(i, a): np.array([1.0, 0.0, 0.1 * i] if a == 1 else [0.0, 1.0, 0.1 * i]) for i, a in keys}
+    shape = {(i, a): np.array([1.0, 0.2 * i] if a == 1 else [0.0, 0.2 * i]) for i, a in keys}
     model = {q: rng.normal(size=4) + (5 if q[1] == 2 else 0) for q in colour}
     cats = {q: q[1] for q in colour}
     looks = [{"colour": np.array([0.0, 1.0, 0.1]), "shape": np.array([0.0, 0.2]), "model": model[(2, 2)] + 0.01},

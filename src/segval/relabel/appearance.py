@@ -25,8 +25,8 @@ import numpy as np
 
 from segval.relabel.annotations import AnnotationScore, iter_annotations
 
-__all__ = ["colour_features", "colour_histogram", "knn_evidence", "margin_evidence", "mask_shape", "nearest_annotations",
-           "pair_counts", "shape_features", "stack_features"]
+__all__ = ["colour_features", "colour_histogram", "knn_evidence", "margin_evidence", "mask_shape",
+           "nearest_annotations", "pair_counts", "shape_features", "stack_features"]
 
 
 def colour_features(split: Any, *, background_id: int | None, bins: tuple[int, int, int] = (8, 4, 4),
@@ -142,14 +142,15 @@ def margin_evidence(features: Mapping[tuple[int, int], np.ndarray], category_of:
             d_own = float(own.mean()) if len(own) else 2.0
             d_other = float(other[near].mean())
             val = math.log((d_own + eps) / (d_other + eps))
-            rows.append(AnnotationScore(int(img[i]), int(keys[i][1]), int(cat[i]), val,
-                                        {"appearance_own_dist": round(d_own, 4), "appearance_other_dist": round(d_other, 4)},
+            info = {"appearance_own_dist": round(d_own, 4), "appearance_other_dist": round(d_other, 4)}
+            rows.append(AnnotationScore(int(img[i]), int(keys[i][1]), int(cat[i]), val, info,
                                         int(cat[cat != cat[i]][near[0]])))
     return rows
 
 
 def nearest_annotations(features: Mapping[tuple[int, int], np.ndarray], queries: Sequence[tuple[int, int]],
-                        category_of: Mapping[tuple[int, int], int], *, k: int = 3) -> dict[tuple[int, int], tuple[float, int]]:
+                        category_of: Mapping[tuple[int, int], int], *, k: int = 3
+                        ) -> dict[tuple[int, int], tuple[float, int]]:
     """For each query (a key of ``features`` that is no annotation, e.g. an unlabelled region): the mean cosine
     distance to its ``k`` nearest annotations of other images, and the class of the nearest. Vectors are centred
     on the annotations' mean. A region that looks like annotated objects is a dropped annotation candidate.
