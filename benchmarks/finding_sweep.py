@@ -11,11 +11,12 @@ Its queue ranks every image; K = 2 x corrupted images.
 
 Figures per case: recall@K and per-image AUROC (corrupted vs clean) of the queue; of every still-image kind
 alone and of the model's label quality (cleanlab's softmin, the same formula; ``cleanlab`` itself when installed);
-of the queue without still evidence (today's ranking). Then mean ± std over seeds per rate, and the last line
-``finding_power: ... PASS|FAIL`` (goals: recall@K >= 0.85 and AUROC >= 0.85 at every rate, never below the best
-single kind nor the label quality). ``--gain``: for the first seed of each rate the clean-truth oracle answers the
-queue, the corrections are imported and both versions are trained with 2 seeds: the mIoU gain on the clean val
-split, mean ± std.
+of the queue without still evidence (today's ranking); of the default fusion of the still kinds without each of its
+kinds in turn (what each kind adds: ``fusion without appearance_margin`` is the fusion before that kind existed).
+Then mean ± std over seeds per rate, and the last line ``finding_power: ... PASS|FAIL`` (goals: recall@K >= 0.85
+and AUROC >= 0.85 at every rate, never below the best single kind nor the label quality). ``--gain``: for the first
+seed of each rate the clean-truth oracle answers the queue, the corrections are imported and both versions are
+trained with 2 seeds: the mIoU gain on the clean val split, mean ± std.
 
 Every step is resumable (a finished case is not redone); cases are independent folders.
 """
@@ -140,6 +141,7 @@ def case_figures(pkg_root: Path, find_dir: Path, manifest: Mapping[str, Any]) ->
     raw = set(StillConfig().raw)
     out["kinds"] = {k: figures(image_scores(rs, None if k in raw else class_excess(rs), ids), ids, positives, kinds_of)
                     for k, rs in ev.rows.items()}
+    out.update(ablation(ev, ids, positives, kinds_of))
     out["label_quality"] = figures({i: -v for i, v in (ev.label_quality or {}).items()}, ids, positives, kinds_of)
     try:  # cleanlab itself, as a cross-check of the label-quality formula (extra `bench`)
         from finding_power import _cleanlab_scores
@@ -153,6 +155,22 @@ def case_figures(pkg_root: Path, find_dir: Path, manifest: Mapping[str, Any]) ->
                                    for i, v in (ev.label_quality or {}).items()])
     out["today"] = figures(queue_scores(today), ids, positives, kinds_of)
     return out
+
+
+def ablation(ev: Any, ids: Sequence[int], positives: set[int], kinds_of: Mapping[int, str]) -> dict[str, Any]:
+    """The default fusion of the still kinds on the same evidence (``fused``: the queue's still ranking) and the
+    same fusion without each of its kinds in turn (``fused_without``: what each kind adds)."""
+    from segval.relabel.fusion import fuse_still
+    from segval.relabel.still import StillConfig
+
+    default = StillConfig()
+    used = {k: w for k, w in default.weights.items() if w > 0 and ev.rows.get(k)}
+
+    def fused(weights: Mapping[str, float]) -> dict[str, Any]:
+        r = fuse_still(ev.rows, ids, weights=weights, raw=default.raw, label_quality=ev.label_quality)
+        return figures(r.scores, ids, positives, kinds_of)
+
+    return {"fused": fused(used), "fused_without": {k: fused({j: w for j, w in used.items() if j != k}) for k in used}}
 
 
 def gain(case: Path, pkg_root: Path, find_dir: Path, clean: Path, train: Sequence[str], seeds: Sequence[int]
@@ -240,6 +258,9 @@ def sweep(args: Any) -> int:
         au = [r["queue"]["AUROC"] for r in rs]
         print(f"\nrate {rate}, {len(rs)} seed(s), {'stills' if still else 'videos'}:")
         print(f"  queue (segval relabel find)   recall@K {_mean_std(rec)}   AUROC {_mean_std(au)}")
+        for k in (rs[0].get("fused_without") or {}):
+            print(f"  fusion without {k:<14} recall@K {_mean_std([r['fused_without'][k]['recall_at_K'] for r in rs])}"
+                  f"   AUROC {_mean_std([r['fused_without'][k]['AUROC'] for r in rs])}")
         for name in ("label_quality", "cleanlab_softmin", "today"):
             if name in rs[0]:
                 print(f"  {name:<29} recall@K {_mean_std([r[name]['recall_at_K'] for r in rs])}   "

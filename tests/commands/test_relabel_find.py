@@ -35,7 +35,7 @@ def test_in_sample_find_writes_a_queue_that_says_where_its_evidence_comes_from(s
     q = json.loads((out / "queue.json").read_text())
     assert q["model_evidence"]["kind"] == "in-sample" and q["model_evidence"]["runs"] == [str(out / "train")]
     se = q["inputs"]["still_evidence"]
-    assert se["images"] == 8 and {"edge_gain", "appearance_colour", "model_missing"} <= set(se["fused"])
+    assert se["images"] == 8 and {"edge_gain", "appearance_colour", "appearance_margin", "model_missing"} <= set(se["fused"])
     assert q["items"] and all(it["evidence"]["model_evidence"] == "in-sample" for it in q["items"])
     assert (out / "queue.csv").is_file()
     assert "model evidence: in-sample" in res.stdout and f"queue: {out / 'queue.json'}" in res.stdout

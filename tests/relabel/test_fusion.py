@@ -86,5 +86,17 @@ def test_regions_without_annotation_are_items_of_their_own() -> None:
     assert max(r.scores, key=r.scores.get) == 1
 
 
+def test_a_region_has_one_kind_and_is_corrected_for_the_kinds_not_the_pairs() -> None:
+    """A region (drop candidate) scored by kind m at p = 1/20 among 4 kinds: p = 4/20, not the pair-corrected
+    truncated product of one p-value (6 pairs x chi2(4) survival at -2 log(1/20) = 1.0 after clipping)."""
+    rows = {"m": [AnnotationScore(i, None, 3, float(20 - i)) for i in range(20)],
+            **{k: [AnnotationScore(i, 100 + i, 1, 0.0) for i in range(20)] for k in ("a", "b", "c")}}
+    r = fuse_still(rows, range(20), weights=dict.fromkeys("mabc", 1.0), raw=tuple("mabc"))
+    region = next(e for e in r.best[0] if e.annotation_id is None)
+    assert region.p == pytest.approx(4 / 20)
+    assert truncated_product([math.log(20)], 4) == 1.0
+    assert max(r.scores, key=r.scores.get) == 0
+
+
 def test_doctests() -> None:
     assert doctest.testmod(fusion, raise_on_error=False).failed == 0

@@ -44,7 +44,8 @@ def test_shifted_outline_and_swapped_class_are_queued_first(package: Path) -> No
     sd = pkg.split("train")
     cfg = StillConfig.from_mapping({"enabled": "true"})
     ev = gather_still_evidence(sd, background_id=pkg.taxonomy.background_id, cfg=cfg)
-    assert set(ev.rows) == {"edge_gain", "edge_off_edge", "appearance_colour"} and ev.label_quality is None
+    assert set(ev.rows) == {"edge_gain", "edge_off_edge", "appearance_colour", "appearance_margin"}
+    assert ev.label_quality is None
     q = build_queue(pkg, split="train", budget=2, still=ev, still_cfg=cfg, geometry=False)
     assert {it["image_id"] for it in q["items"]} == {SHIFTED + 1, SWAPPED + 1}  # image ids start at 1
     by_image = {it["image_id"]: it for it in q["items"]}
@@ -61,3 +62,47 @@ def test_still_config_errors_name_the_setting() -> None:
         StillConfig.from_mapping({"enabled": "sometimes"})
     with pytest.raises(ConfigError, match="unknown key"):
         StillConfig.from_mapping({"video_weigth": 0.5})
+    with pytest.raises(ConfigError, match="margin_k >= 1"):
+        StillConfig.from_mapping({"margin_k": 0})
+
+
+def test_appearance_margin_without_a_model_ranks_the_swapped_square_first(package: Path) -> None:
+    """No model: colour and mask shape only. The square labelled disc is nearer the other squares than any disc."""
+    pkg = DatasetPackage.open(package)
+    sd = pkg.split("train")
+    cfg = StillConfig.from_mapping({"enabled": "true", "weights": {"edge_gain": 0, "edge_off_edge": 0}})
+    ev = gather_still_evidence(sd, background_id=pkg.taxonomy.background_id, cfg=cfg)
+    rows = sorted(ev.rows["appearance_margin"], key=lambda r: -r.value)
+    assert len(rows) == 20 and rows[0].image_id == SWAPPED + 1 and rows[0].category_id == 1 and rows[0].suggested == 2
+    assert rows[0].value > 0 > rows[1].value
+    q = build_queue(pkg, split="train", budget=1, still=ev, still_cfg=cfg, geometry=False)
+    assert q["items"][0]["image_id"] == SWAPPED + 1
+    assert "look-alikes in other images (by colour, shape) carry square" in q["items"][0]["reason"]
+
+
+def test_missing_regions_score_how_much_they_look_like_annotated_objects() -> None:
+    """Three images with one disc (class 1) and one square (class 2) each; the model claims two background regions
+    of image 1: one that looks like the squares of the other images, one that looks like nothing annotated."""
+    from segval.relabel.annotations import AnnotationScore
+    from segval.relabel.appearance import nearest_annotations, stack_features
+    from segval.relabel.still import _missing_lookalike
+
+    rng = np.random.default_rng(1)
+    keys = [(i, a) for i in (1, 2, 3) for a in (1, 2)]
+    colour = {(i, a): np.array([1.0, 0.0, 0.1 * i] if a == 1 else [0.0, 1.0, 0.1 * i]) for i, a in keys}
+    shape = {(i, a): np.array([1.0, 0.2 * i] if a == 1 else [0.0, 0.2 * i]) for i, a in keys}
+    model = {q: rng.normal(size=4) + (5 if q[1] == 2 else 0) for q in colour}
+    cats = {q: q[1] for q in colour}
+    looks = [{"colour": np.array([0.0, 1.0, 0.1]), "shape": np.array([0.0, 0.2]), "model": model[(2, 2)] + 0.01},
+             {"colour": np.array([0.5, 0.5, 3.0]), "shape": np.array([0.5, 5.0]), "model": np.full(4, -9.0)}]
+    me = {"missing": [AnnotationScore(1, None, 2, 500.0, {"model_missing_pixels": 50}, 2),
+                      AnnotationScore(1, None, 2, 900.0, {"model_missing_pixels": 90}, 2)],
+          "missing_looks": looks, "features": model}
+    _missing_lookalike(me, {"colour": colour, "shape": shape}, cats, k=2)
+    square, nothing = me["missing"]
+    assert square.info["missing_looks_like"] == 2 and square.value > nothing.value
+    feats = stack_features({**colour, (1, -1): looks[0]["colour"], (1, -2): looks[1]["colour"]},
+                           {**shape, (1, -1): looks[0]["shape"], (1, -2): looks[1]["shape"]},
+                           {**model, (1, -1): looks[0]["model"], (1, -2): looks[1]["model"]})
+    d = nearest_annotations(feats, [(1, -1)], cats, k=2)[(1, -1)][0]
+    assert square.value == pytest.approx(-np.log(d + 1e-3)) and square.info["missing_lookalike_dist"] == round(d, 4)

@@ -11,7 +11,9 @@ p-values**, in three steps:
 2. per annotation, the kinds are combined with the **truncated product of its two smallest p-values**
    (Fisher's statistic over the best two, chi-square with 4 degrees of freedom, times the number of kind
    pairs as a Bonferroni correction): an error type fires one or two kinds, so summing every kind (Fisher)
-   dilutes a strong kind with noise and the single best (Tippett) ignores corroboration;
+   dilutes a strong kind with noise and the single best (Tippett) ignores corroboration. An unlabelled region
+   (a drop candidate) has one kind of evidence by construction, so its p is that kind's p times the number of
+   kinds (Bonferroni, :func:`single_kind`): under the pair correction it could never go below about 0.5;
 3. per image, the best annotation's p is corrected for the number of annotations it was the best of
    (Šidák: ``1 - (1 - p)^n``), so images with many objects are not ranked up by chance; the image's
    annotation evidence and its model label quality (cleanlab's softmin, when a model exists) are turned
@@ -33,7 +35,7 @@ import numpy as np
 
 from segval.relabel.annotations import AnnotationScore, class_excess
 
-__all__ = ["AnnotationEvidence", "StillRanking", "fuse_still", "tail_pvalues"]
+__all__ = ["AnnotationEvidence", "StillRanking", "fuse_still", "single_kind", "tail_pvalues", "truncated_product"]
 
 
 def tail_pvalues(values: Sequence[float]) -> np.ndarray:
@@ -62,6 +64,17 @@ def truncated_product(neg_log_p: Sequence[float], n_kinds: int) -> float:
     s = top[0] + top[1]  # chi2(4) survival at 2s is exp(-s) (1 + s)
     pairs = max(n_kinds * (n_kinds - 1) // 2, 1)
     return min(1.0, math.exp(-s) * (1.0 + s) * pairs)
+
+
+def single_kind(neg_log_p: Sequence[float], n_kinds: int) -> float:
+    """p of the smallest p-value of ``n_kinds`` (given as ``-log p``), times ``n_kinds`` (Bonferroni): the p of an
+    item only one kind can score (an unlabelled region).
+
+    >>> round(single_kind([math.log(100)], 3), 6)  # p = 0.01 among 3 kinds
+    0.03
+    """
+    best = max(list(neg_log_p) + [0.0])
+    return min(1.0, math.exp(-best) * max(n_kinds, 1))
 
 
 @dataclass
@@ -143,7 +156,8 @@ def fuse_still(rows: Mapping[str, Sequence[AnnotationScore]], image_ids: Iterabl
     used = {k: float(w) for k, w in weights.items() if w > 0 and rows.get(k)}
     per_image: dict[int, list[AnnotationEvidence]] = {i: [] for i in ids}
     for it in items.values():
-        it.p = truncated_product(list(it.kinds.values()), len(used))
+        combine = truncated_product if it.annotation_id is not None else single_kind
+        it.p = combine(list(it.kinds.values()), len(used))
         per_image.setdefault(it.image_id, []).append(it)
     annotation_score = {}
     for i, its in per_image.items():

@@ -7,7 +7,9 @@ per_image_scores`) and, per annotation:
 * ``disagree``: share of the annotation's visible pixels (one pixel in from its outline) the model
   gives to another class; the class it gives them to most is the suggested class (swap pairs);
 * ``missing``: connected regions labelled background that the model gives to an object class (drops),
-  value = pixels x mean probability of that class;
+  value = pixels x mean probability of that class, and each region's look (``missing_looks``: colour histogram,
+  mask shape, pooled features, as for annotations) so that :mod:`segval.relabel.still` can ask whether it looks
+  like annotated objects;
 * ``features``: the decoder's last hidden features (before the classifier) averaged over the
   annotation's visible pixels, for :mod:`segval.relabel.appearance`.
 """
@@ -35,8 +37,9 @@ def model_evidence(split: Any, ckpt: str, *, mean: Sequence[float], std: Sequenc
                    images: Sequence[Any] | None = None, batch_size: int = 8, min_missing_px: int = 30,
                    features: bool = True, progress: Any = None) -> dict[str, Any]:
     """Returns ``{"label_quality": {image_id: softmin}, "disagree": rows, "selfconf": rows, "missing": rows,
-    "features": {(image_id, annotation_id): float32[D]}}`` (see the module doc) for ``images`` (default: every
-    image of ``split``).
+    "missing_looks": [{"colour", "shape", "model"} per missing row, None where too small], "features":
+    {(image_id, annotation_id): float32[D]}}`` (see the module doc) for ``images`` (default: every image of
+    ``split``).
 
     Raises:
         ConfigError: the checkpoint's classes are not the split's.
@@ -57,7 +60,8 @@ def model_evidence(split: Any, ckpt: str, *, mean: Sequence[float], std: Sequenc
         hook = clf.register_forward_pre_hook(lambda mod, inp: feats_out.__setitem__("f", inp[0].detach()))
     m = torch.tensor(mean).view(1, 3, 1, 1)
     s = torch.tensor(std).view(1, 3, 1, 1)
-    out: dict[str, Any] = {"label_quality": {}, "disagree": [], "selfconf": [], "missing": [], "features": {}}
+    out: dict[str, Any] = {"label_quality": {}, "disagree": [], "selfconf": [], "missing": [], "missing_looks": [],
+                           "features": {}}
     recs = sorted(split.images if images is None else images, key=lambda r: r.id)
     batches = range(0, len(recs), batch_size)
     for k in (progress(batches) if progress else batches):
@@ -93,19 +97,39 @@ def model_evidence(split: Any, ckpt: str, *, mean: Sequence[float], std: Sequenc
                                                        {"model_disagree": round(share, 4)},
                                                        None if sugg is None else int(tax.ids[sugg])))
                 if fmap is not None:
-                    fh, fw = fmap.shape[-2:]
-                    small = cv2.resize(vis.astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA)
-                    wsum = float(small.sum())
-                    if wsum > 0:
-                        f = (fmap[b] * torch.from_numpy(small)[None]).sum((1, 2)) / wsum
-                        out["features"][(rec.id, inst.annotation_id)] = f.numpy().astype(np.float32)
+                    f = _pooled(fmap[b], vis)
+                    if f is not None:
+                        out["features"][(rec.id, inst.annotation_id)] = f
             if bg is not None:
                 cand = ((tgt == bg) & (pred != bg)).astype(np.uint8)
+                hsv = None
                 for sel, area, cls, (x, y, w, h) in missing_regions(cand, pred, min_missing_px):
                     conf = float(probs[b, cls][sel].mean())
                     out["missing"].append(AnnotationScore(rec.id, None, int(tax.ids[cls]), area * conf,
                                                           {"model_missing_pixels": area, "model_missing_conf": round(conf, 4),
                                                            "region": [x, y, w, h]}, int(tax.ids[cls])))
+                    hsv = cv2.cvtColor(split.read_image(rec), cv2.COLOR_RGB2HSV) if hsv is None else hsv
+                    out["missing_looks"].append(_look(hsv, sel, None if fmap is None else fmap[b]))
     if hook is not None:
         hook.remove()
     return out
+
+
+def _pooled(fmap: torch.Tensor, mask: np.ndarray) -> np.ndarray | None:
+    """float32[D]: ``fmap`` (D, h, w) averaged over ``mask`` (bool[H, W], resized to h x w by area), or None."""
+    fh, fw = fmap.shape[-2:]
+    small = cv2.resize(mask.astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA)
+    wsum = float(small.sum())
+    if wsum <= 0:
+        return None
+    return ((fmap * torch.from_numpy(small)[None]).sum((1, 2)) / wsum).numpy().astype(np.float32)
+
+
+def _look(hsv: np.ndarray, region: np.ndarray, fmap: torch.Tensor | None) -> dict[str, Any] | None:
+    """A region's colour histogram, mask shape and pooled features (None: too small to describe)."""
+    from segval.relabel.appearance import colour_histogram, mask_shape
+
+    colour, shape = colour_histogram(hsv, region), mask_shape(region)
+    if colour is None or shape is None:
+        return None
+    return {"colour": colour, "shape": shape, "model": None if fmap is None else _pooled(fmap, region)}

@@ -65,9 +65,16 @@ def _reason(e: AnnotationEvidence, name: Callable[[int | None], str]) -> str:
             other = f", mostly {name(e.suggested)}" if e.suggested is not None and info.get('appearance_other_share') else ""
             parts.append(f"{100 * info.get('appearance_other_share', 0):.0f} % of its look-alikes in other images "
                          f"(by {how}) carry another class{other}")
+        elif kind == "appearance_margin":
+            own, other = info.get("appearance_own_dist", 0.0), info.get("appearance_other_dist", 0.0)
+            space = "colour, shape" + (", the model's features" if "model_evidence" in info else "")
+            parts.append(f"its nearest look-alikes in other images (by {space}) carry {name(e.suggested)}, "
+                         f"{own / max(other, 1e-3):.1f}x nearer than those labelled {name(e.category_id)}")
         elif kind == "model_missing":
+            like = info.get("missing_looks_like")
+            looks = "" if like is None else f"; it looks like the {name(like)} annotated in other images"
             parts.append(f"the model sees a {name(e.category_id)} here ({info.get('model_missing_pixels')} px, mean "
-                         f"probability {info.get('model_missing_conf')}) where the label has none")
+                         f"probability {info.get('model_missing_conf')}) where the label has none{looks}")
         elif kind == "model_selfconf":
             parts.append(f"the model gives its class a mean probability of {info.get('model_selfconf')}")
         elif kind == "model_disagree":
