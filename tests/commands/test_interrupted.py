@@ -239,6 +239,47 @@ def test_relabel_queue(tmp_path: Path) -> None:
         assert json.loads((out / "queue.json").read_text())["items"] == reference
 
 
+def test_relabel_embed(pkg: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    args = ["relabel", "embed", "data=package", f"data.root={pkg}", "relabel/sam2=tiny_random",
+            f"relabel.cache_dir={cache}", "relabel.progress=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    code, events, output = run_harness(args, tmp_path, 0)
+    assert code == 0, output
+    reference = _entries(cache)
+    assert len(reference) == 6  # one entry per train image
+    for k in kill_points(events, n=3):
+        _rmtree_ro(cache)
+        code, _, output = run_harness(args, tmp_path, k)
+        assert code == -signal.SIGKILL, output[-2000:]
+        left = _entries(cache)  # each entry complete (it loads, checksum and all) and equal to the reference's
+        assert all(_same(reference[name], entry) for name, entry in left.items())
+        res = run_segval(*args, cwd=tmp_path)
+        assert res.returncode == 0, res.output
+        assert f"{len(left)} already cached, {6 - len(left)} computed" in res.output
+        now = _entries(cache)
+        assert now.keys() == reference.keys() and all(_same(reference[n], now[n]) for n in now)
+
+
+def _entries(cache: Path) -> dict[str, tuple[dict, dict]]:
+    """Visible cache entries: name -> (metadata, tensors); a partial file would fail to load."""
+    from safetensors import safe_open
+
+    out = {}
+    for f in sorted(cache.rglob("*.safetensors")) if cache.exists() else []:
+        if not f.name.startswith("."):
+            with safe_open(str(f), "pt") as h:
+                out[f.relative_to(cache).as_posix()] = (h.metadata(), {k: h.get_tensor(k) for k in h.keys()})
+    return out
+
+
+def _same(a: tuple[dict, dict], b: tuple[dict, dict]) -> bool:
+    """Same metadata (checksum included) and the same tensors (float tolerance: batch composition may differ)."""
+    import torch
+
+    return a[0] == b[0] and a[1].keys() == b[1].keys() and all(
+        torch.allclose(a[1][k], b[1][k], rtol=1e-4, atol=1e-5) for k in a[1])
+
+
 def test_validate_resumes_the_interrupted_stage_with_the_same_verdict(pkg: Path, tmp_path: Path) -> None:
     out = tmp_path / "validate"
     train = "[" + ",".join(f'"{o}"' for o in (
