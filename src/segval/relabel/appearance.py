@@ -108,6 +108,16 @@ def stack_features(*blocks: Mapping[tuple[int, int], np.ndarray]) -> dict[tuple[
     return dict(zip(keys, x))
 
 
+def _centred_unit_rows(features: Mapping[tuple[int, int], np.ndarray], category_of: Mapping[tuple[int, int], int],
+                       keys: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32[N, D] the features of ``keys`` centred and scaled to unit length (cosine similarity = dot product),
+    with int[N] image ids and int[N] categories."""
+    x = np.stack([features[key] for key in keys]).astype(np.float32)
+    x = x - x.mean(0, keepdims=True)
+    x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-8)
+    return x, np.array([key[0] for key in keys]), np.array([category_of[key] for key in keys])
+
+
 def margin_evidence(features: Mapping[tuple[int, int], np.ndarray], category_of: Mapping[tuple[int, int], int], *,
                     k: int = 3, eps: float = 1e-3) -> list[AnnotationScore]:
     """One row per annotation: ``log((d_own + eps) / (d_other + eps))``, where ``d_own`` / ``d_other`` is the mean
@@ -122,11 +132,7 @@ def margin_evidence(features: Mapping[tuple[int, int], np.ndarray], category_of:
     keys = [key for key in features if key in category_of]
     if len(keys) < 2:
         return []
-    x = np.stack([features[key] for key in keys]).astype(np.float32)
-    x = x - x.mean(0, keepdims=True)
-    x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-8)
-    img = np.array([key[0] for key in keys])
-    cat = np.array([category_of[key] for key in keys])
+    x, img, cat = _centred_unit_rows(features, category_of, keys)
     rows = []
     for i0 in range(0, len(keys), 512):
         dist = 1.0 - x[i0: i0 + 512] @ x.T  # (b, N)
@@ -193,11 +199,7 @@ def knn_evidence(features: Mapping[tuple[int, int], np.ndarray], category_of: Ma
     keys = [key for key in features if key in category_of]
     if len(keys) < 2:
         return []
-    x = np.stack([features[key] for key in keys]).astype(np.float32)
-    x = x - x.mean(0, keepdims=True)
-    x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-8)
-    img = np.array([key[0] for key in keys])
-    cat = np.array([category_of[key] for key in keys])
+    x, img, cat = _centred_unit_rows(features, category_of, keys)
     rows = []
     for i0 in range(0, len(keys), 512):
         sim = x[i0: i0 + 512] @ x.T  # (b, N)
