@@ -13,8 +13,12 @@ ranges; :class:`VariantScene` renders it with the same physics and frame logic a
 uFactory xArm 6 with its gripper, higher and farther cameras with a narrower field of view, and
 two look-alike pairs for swaps (``inject.swap_pairs=[[blob_round,blob_boxy],[blob_wedge,blob_slab]]``).
 
+``VARIANTS["unseen"]``: a third object set, kept for reporting only (nothing was tuned on it): eight
+other ``random_urdfs`` shapes named as workshop parts, the Panda arm, low and close cameras with a wide
+field of view, a warm table tint and two look-alike pairs (``[[knob,cap],[clip,spacer]]``).
+
 Proposed config (render.yaml): ``render.variant: standard`` (default, today's renderer) or
-``heldout``; ``segval data render render.variant=heldout render.seed=1 render.root=data/demo_heldout``.
+``heldout`` or ``unseen``; ``segval data render render.variant=heldout render.seed=1 render.root=data/demo_heldout``.
 """
 
 from __future__ import annotations
@@ -102,6 +106,17 @@ HELDOUT_OBJECTS: tuple[ObjectSpec, ...] = (
     ObjectSpec("blob_slab", "random_urdfs/777/777.urdf", (0.8, 1.1), (0.4, 0.5, 0.9)),
 )
 
+UNSEEN_OBJECTS: tuple[ObjectSpec, ...] = (
+    ObjectSpec("bracket", "random_urdfs/042/042.urdf", (0.8, 1.1), (0.35, 0.75, 0.4)),
+    ObjectSpec("knob", "random_urdfs/088/088.urdf", (0.8, 1.1), (0.9, 0.55, 0.15)),
+    ObjectSpec("cap", "random_urdfs/150/150.urdf", (0.8, 1.1), (0.85, 0.6, 0.2)),
+    ObjectSpec("clip", "random_urdfs/301/301.urdf", (0.8, 1.1), (0.6, 0.3, 0.75)),
+    ObjectSpec("spacer", "random_urdfs/404/404.urdf", (0.8, 1.1), (0.55, 0.35, 0.7)),
+    ObjectSpec("housing", "random_urdfs/600/600.urdf", (0.8, 1.1), (0.7, 0.7, 0.7)),
+    ObjectSpec("plate", "random_urdfs/888/888.urdf", (0.8, 1.1), (0.2, 0.5, 0.6)),
+    ObjectSpec("bolt", "random_urdfs/950/950.urdf", (0.8, 1.1), (0.95, 0.95, 0.3)),
+)
+
 VARIANTS: dict[str, SceneVariant] = {
     "standard": SceneVariant("standard", OBJECTS),
     "heldout": SceneVariant(
@@ -110,6 +125,12 @@ VARIANTS: dict[str, SceneVariant] = {
         layout=DropLayout((5, 9), p_tray=0.3, p_near=0.5, near_radius=(0.04, 0.1),
                           area=((-0.25, 0.45), (-0.4, 0.4)), tint=0.35),
         swap_pairs=(("blob_round", "blob_boxy"), ("blob_wedge", "blob_slab"))),
+    "unseen": SceneVariant(
+        "unseen", UNSEEN_OBJECTS, arm="panda", azimuth=120.0, elevation=(20.0, 50.0), distance=(0.5, 0.8),
+        fov=(52.0, 62.0), table_tint=(0.95, 0.85, 0.7),
+        layout=DropLayout((4, 8), p_tray=0.4, p_near=0.4, near_radius=(0.05, 0.12),
+                          area=((-0.2, 0.4), (-0.35, 0.35)), tint=0.3),
+        swap_pairs=(("knob", "cap"), ("clip", "spacer"))),
 }
 
 
